@@ -1,0 +1,57 @@
+# Two commands for a fresh machine: `make book` and `make test`.
+# `make setup` creates .venv from this repository's files; it is idempotent and
+# returns at once when .venv is already up to date with pyproject.toml.
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# On x86_64 Linux these two releases are the ones this project is tested with (pip takes them
+# from the local wheel cache when it has them). Elsewhere pip resolves the ranges in pyproject.toml.
+TORCH_PIN ?= $(shell [ "$$(uname -s)-$$(uname -m)" = "Linux-x86_64" ] && echo "torch==2.14.1 torchvision==0.29.1")
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+.PHONY: setup book test test-unit test-notebooks test-book student bench clean help
+
+help:
+	@echo "make book    set up .venv, then build the book into book/_build/html"
+	@echo "make test    set up .venv, then run every test (unit, notebooks, book build, browser)"
+	@echo "make student write student notebooks without solutions into student/"
+	@echo "make bench   run the benchmarks (ours vs torchvision)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@if [ -n "$(TORCH_PIN)" ]; then $(PY) -m pip install --quiet $(TORCH_PIN); fi
+	$(PY) -m pip install --quiet -e ".[book,video,dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+book: setup
+	@start=$$(date +%s); \
+	$(VENV)/bin/jupyter-book build -W -n --keep-going book/ && \
+	echo "book built in $$(( $$(date +%s) - start )) s: book/_build/html/index.html"
+
+test: setup
+	$(PY) -m pytest tests -q
+	$(MAKE) test-notebooks
+	$(MAKE) book
+	$(PY) -m pytest tests/browser -q -p no:cacheprovider
+
+test-unit: setup
+	$(PY) -m pytest tests -q
+
+test-notebooks: setup
+	MVIT_PROFILE=cpu $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider book/ -q
+
+student: setup
+	$(PY) -m mvit.student book student
+
+bench: setup
+	$(PY) benchmarks/bench_model.py
+
+clean:
+	rm -rf book/_build student
