@@ -1,0 +1,355 @@
+"""The training configuration: a tree of dataclasses, loaded from a YAML recipe plus ``key=value``
+overrides, and checked completely before anything runs.
+
+A recipe (``mvit/recipes/NAME.yaml`` or any YAML file) has up to five sections, ``model``, ``data``,
+``augment``, ``optim`` and ``run``; omitted keys keep the defaults below, which are the paper's
+Kinetics recipe (Appendix D, FACTS.md §4). A recipe may start with ``base: OTHER_RECIPE`` to inherit
+everything from another one and change a few keys. Overrides use dotted keys, e.g.
+``optim.epochs=5 model.config.drop_path=0.1 run.precision=bf16``; values are parsed as YAML.
+
+An unknown key or a value of the wrong type raises `ConfigError`, naming the key and the closest
+valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+
+class ConfigError(ValueError):
+    """A recipe or an override names an unknown key or holds a value of the wrong type."""
+
+
+@dataclass
+class ModelSection:
+    """Which model to build and where its initial weights come from."""
+
+    name: str = "mvit_b_16x4"  # a preset of mvit.list_models()
+    config: dict = field(default_factory=dict)  # MViTConfig fields overriding the preset
+    pretrained: Optional[str] = None  # checkpoint to start from (fine-tuning); None = random init
+    pretrained_format: Literal["mvit", "torchvision", "pyslowfast", "pytorchvideo"] = "mvit"
+
+
+@dataclass
+class DataSection:
+    """The dataset. Clip length and crop size come from ``model.config.input_size``."""
+
+    dataset: Literal["synthetic", "video", "digits", "imagefolder"] = "video"
+    root: Optional[str] = None  # folder of the dataset (video: holds train.csv and val.csv)
+    sampling_rate: int = 4  # tau: frame stride of a clip
+    num_clips: int = 5  # multi-view testing: clips uniformly spaced in time ...
+    num_crops: int = 1  # ... times spatial crops (views = num_clips * num_crops)
+    train_size: Optional[int] = None  # synthetic: clips to generate; None = the dataset's default
+    val_size: Optional[int] = None
+    batch_size: int = 4  # clips per process per forward pass
+    eval_batch_size: Optional[int] = None  # None = batch_size
+    num_workers: int = 4
+    shuffle: bool = True
+    options: dict = field(default_factory=dict)  # further keyword arguments of the dataset class
+
+
+@dataclass
+class AugmentSection:
+    """Batch-level augmentation and targets (FACTS.md §4)."""
+
+    mixup_alpha: float = 0.8  # Mixup on half the batch ...
+    cutmix_alpha: float = 1.0  # ... CutMix on the other half (0 and 0 turn both off)
+    switch_prob: float = 0.5
+    label_smoothing: float = 0.1
+    repeat_aug: int = 2  # repeated augmentation: copies of each clip per epoch
+    # per-clip training augmentation: "default" (the dataset's own: the paper's for videos, DeiT's for
+    # ImageNet, none for digits), "none", or fields of mvit.data.Augmentation, e.g. {flip: false}
+    transform: Union[Literal["default", "none"], dict] = "default"
+
+
+@dataclass
+class OptimSection:
+    """AdamW with a per-iteration linear warmup and half-period cosine schedule."""
+
+    lr: float = 1.6e-3  # peak learning rate for a global batch of lr_reference_batch
+    lr_reference_batch: int = 512  # the lr is scaled linearly by global_batch / lr_reference_batch
+    final_lr_ratio: float = 0.01  # cosine ends at lr * final_lr_ratio (1.6e-5 for K400)
+    warmup_start_ratio: float = 0.01  # warmup starts at lr * warmup_start_ratio
+    warmup_epochs: float = 30.0
+    epochs: int = 200
+    weight_decay: float = 0.05  # not applied to model.no_weight_decay() parameters
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    clip_grad_norm: Optional[float] = 1.0  # L2 norm; None turns clipping off
+    accum_steps: int = 1  # micro-batches accumulated per optimizer step
+
+
+@dataclass
+class RunSection:
+    """Where and how the run executes."""
+
+    output_dir: Optional[str] = None  # checkpoints, logs, config; the command line's --output-dir
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype; fp16 adds a grad scaler (CUDA)
+    compile: bool = False  # torch.compile the model
+    checkpoint_every_steps: int = 0  # also checkpoint every N optimizer steps (0: each epoch only)
+    eval_every_epochs: int = 1  # clip-level validation (0: never during training)
+    multi_view_eval: bool = True  # video-level multi-view test after the last epoch
+    log_every_steps: int = 10  # optimizer steps between JSON-lines records
+    progress: bool = True  # tqdm bar on rank 0
+    tensorboard: bool = False  # needs the tensorboard package
+
+
+@dataclass
+class TrainConfig:
+    """A complete training run: model, data, augmentation, optimisation, execution."""
+
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    augment: AugmentSection = field(default_factory=AugmentSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def to_dict(self) -> dict:
+        """Plain data (lists instead of tuples), ready for YAML or JSON."""
+        return _plain(dataclasses.asdict(self))
+
+
+def list_recipes() -> list[str]:
+    """Names of the recipes shipped in ``mvit/recipes``."""
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def load_config(source: Union[str, Path, dict, None] = None, overrides: tuple[str, ...] | list[str] = ()
+                ) -> TrainConfig:
+    """Build a `TrainConfig` from a recipe name, a YAML path or a dict, then apply ``key=value`` overrides.
+
+    >>> cfg = load_config("cpu_synthetic_mvit", ["optim.epochs=2", "model.config.drop_path=0.0"])
+    """
+    raw = {} if source is None else _read(source, seen=())
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. optim.lr=1e-3)")
+        _set_dotted(raw, key.strip(), yaml.safe_load(text) if text.strip() else None)
+    cfg = _build(TrainConfig, raw, prefix="")
+    _check_model_overrides(cfg.model)
+    _check_values(cfg)
+    return cfg
+
+
+def save_config(cfg: TrainConfig, path: Union[str, Path]) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+# ----------------------------------------------------------------------------------------------------
+# reading and merging
+# ----------------------------------------------------------------------------------------------------
+
+def _read(source: Union[str, Path, dict], seen: tuple[str, ...]) -> dict:
+    if isinstance(source, dict):
+        raw = _deep_copy(source)
+        name = "<dict>"
+    else:
+        path = _resolve(source)
+        name = str(path)
+        if name in seen:
+            raise ConfigError(f"recipe {name} inherits from itself through 'base:' ({' -> '.join(seen)})")
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, not {type(raw).__name__}")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    return _merge(_read(base, seen + (name,)), raw)
+
+
+def _resolve(source: Union[str, Path]) -> Path:
+    path = Path(source)
+    if path.is_file():
+        return path
+    recipe = RECIPE_DIR / f"{source}.yaml"
+    if recipe.is_file():
+        return recipe
+    close = difflib.get_close_matches(str(source), list_recipes(), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ConfigError(f"config {str(source)!r} is neither a YAML file nor a shipped recipe.{hint} "
+                      f"Recipes: {', '.join(list_recipes())}")
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _deep_copy(d: Any) -> Any:
+    return {k: _deep_copy(v) for k, v in d.items()} if isinstance(d, dict) else d
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} holds a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+# ----------------------------------------------------------------------------------------------------
+# type checking
+# ----------------------------------------------------------------------------------------------------
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "the config"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in raw if k not in names]
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(f"unknown config key {prefix}{key!r}{_suggest(str(key), names, prefix)}; "
+                          f"valid keys in {where}: {', '.join(names)}")
+    values = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = _build(hint, value, f"{prefix}{key}.")
+        else:
+            values[key] = _coerce(value, hint, f"{prefix}{key}")
+    return cls(**values)
+
+
+def _suggest(key: str, options: list[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
+    return f" (did you mean {prefix}{close[0]!r}?)" if close else ""
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check `value` against the type `hint`; return it converted (lists to tuples, ints to floats)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    bad = ConfigError(f"config key {key!r} must be {_type_name(hint)}, got {value!r} ({type(value).__name__})")
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise bad
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                pass
+        raise bad
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"config key {key!r} must be one of {list(args)}, got {value!r}"
+                          + _suggest(str(value), [str(a) for a in args]))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"config key {key!r} must hold {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if hint is dict or origin is dict:
+        if isinstance(value, dict):
+            return value
+        raise bad
+    raise TypeError(f"config key {key!r} has a type the loader does not know: {hint}")
+
+
+def _check_model_overrides(model: ModelSection) -> None:
+    """``model.name`` must be a preset and ``model.config`` must hold `MViTConfig` fields of the right type."""
+    from ..configs import MViTConfig, get_config, list_models
+
+    if model.name not in list_models():
+        raise ConfigError(f"model.name={model.name!r} is not a model{_suggest(model.name, list_models())}; "
+                          f"known models: {', '.join(list_models())}")
+    hints = typing.get_type_hints(MViTConfig)
+    checked = {}
+    for key, value in model.config.items():
+        if key not in hints:
+            raise ConfigError(f"unknown config key 'model.config.{key}'{_suggest(str(key), list(hints), 'model.config.')}"
+                              f"; valid keys are the MViTConfig fields: {', '.join(hints)}")
+        checked[key] = _coerce(value, hints[key], f"model.config.{key}")
+    try:
+        get_config(model.name, **checked)
+    except ValueError as err:
+        raise ConfigError(f"model.config: {err}") from None
+    model.config = checked
+
+
+def _check_values(cfg: TrainConfig) -> None:
+    """Ranges the types cannot express."""
+    positive = {"data.batch_size": cfg.data.batch_size, "data.num_clips": cfg.data.num_clips,
+                "data.num_crops": cfg.data.num_crops, "data.sampling_rate": cfg.data.sampling_rate,
+                "augment.repeat_aug": cfg.augment.repeat_aug, "optim.epochs": cfg.optim.epochs,
+                "optim.accum_steps": cfg.optim.accum_steps, "optim.lr_reference_batch": cfg.optim.lr_reference_batch,
+                "run.log_every_steps": cfg.run.log_every_steps}
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"config key {key!r} must be at least 1, got {value}")
+    for key, value in {"data.num_workers": cfg.data.num_workers, "run.eval_every_epochs": cfg.run.eval_every_epochs,
+                       "run.checkpoint_every_steps": cfg.run.checkpoint_every_steps,
+                       "optim.warmup_epochs": cfg.optim.warmup_epochs}.items():
+        if value < 0:
+            raise ConfigError(f"config key {key!r} must not be negative, got {value}")
+    if cfg.optim.warmup_epochs >= cfg.optim.epochs and cfg.optim.warmup_epochs > 0:
+        raise ConfigError(f"optim.warmup_epochs={cfg.optim.warmup_epochs} must be shorter than "
+                          f"optim.epochs={cfg.optim.epochs}; lower the warmup or train longer")
+    if not 0.0 <= cfg.augment.label_smoothing < 1.0:
+        raise ConfigError(f"augment.label_smoothing must lie in [0, 1), got {cfg.augment.label_smoothing}")
+    if cfg.optim.lr <= 0:
+        raise ConfigError(f"optim.lr must be positive, got {cfg.optim.lr}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

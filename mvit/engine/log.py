@@ -1,0 +1,91 @@
+"""What a run records: every metric as JSON lines (``metrics.jsonl``), optionally TensorBoard, and the
+environment it ran in (``environment.json``), all beside the checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+
+class MetricLog:
+    """Appends one JSON object per record to ``output_dir/metrics.jsonl``; mirrors the scalars to
+    TensorBoard (``output_dir/tensorboard``) when asked. Only rank 0 should hold one."""
+
+    def __init__(self, output_dir: Path, tensorboard: bool = False) -> None:
+        self.path = Path(output_dir) / "metrics.jsonl"
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # checked by require_tensorboard
+
+            self.writer = SummaryWriter(str(Path(output_dir) / "tensorboard"))
+
+    def write(self, kind: str, **values) -> None:
+        """One record; ``values`` must include ``step`` (the optimizer step, TensorBoard's x axis)."""
+        record = {"kind": kind, **{k: _json_value(v) for k, v in values.items()}}
+        step = values["step"]
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.writer.add_scalar(f"{kind}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(output_dir: Path, kind: Optional[str] = None) -> list[dict]:
+    """The records of ``output_dir/metrics.jsonl`` (only those of `kind` when given)."""
+    path = Path(output_dir) / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if kind is None or r["kind"] == kind]
+
+
+def require_tensorboard() -> None:
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        raise RuntimeError("run.tensorboard=true needs the tensorboard package: pip install tensorboard "
+                           "(or set run.tensorboard=false; metrics.jsonl holds every metric anyway)") from None
+
+
+def environment(world_size: int, device: torch.device) -> dict:
+    """Versions and hardware, saved as ``environment.json`` beside the checkpoints."""
+    from .. import __version__
+    import numpy
+    import torchvision
+
+    env = {
+        "mvit": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "world_size": world_size,
+        "cuda": torch.version.cuda,
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+    }
+    if torch.cuda.is_available():
+        env["cudnn"] = torch.backends.cudnn.version()
+    return env
+
+
+def _json_value(value):
+    if isinstance(value, torch.Tensor):
+        value = value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value

@@ -1,0 +1,385 @@
+"""`train`: the training loop of the paper's recipe, the same code on a laptop CPU and on many GPUs.
+
+One optimizer step:
+  for each of ``accum_steps`` micro-batches: Mixup/CutMix (or label smoothing) -> forward under
+  autocast -> soft-target cross-entropy -> backward (DDP syncs gradients on the last micro-batch only);
+  then: check the loss is finite on every process -> set the step's learning rate -> clip the gradient
+  norm -> AdamW step (through the grad scaler for fp16).
+Around it: checkpoints every N steps and every epoch, resume from ``output_dir/checkpoint.pt``,
+clip-level validation each epoch, video-level multi-view testing at the end, and a checkpoint before
+exiting on SIGTERM or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from . import distributed
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import ConfigError, TrainConfig, save_config
+from .data import EpochOrder, SeededSamples, build_datasets, check_dataset, eval_loader
+from .distributed import Context, autocast
+from .log import MetricLog, environment, require_tensorboard
+from .loss import smooth_one_hot, soft_target_cross_entropy
+from .metrics import evaluate
+from .model import build_model_from_config
+from .optim import WarmupCosine, build_optimizer, scaled_lr, set_lr
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived; a checkpoint was written before stopping. ``signum`` says which."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+StepHook = Callable[[nn.Module, dict], None]
+
+
+def train(cfg: TrainConfig, train_set: Optional[Dataset] = None, val_set: Optional[Dataset] = None,
+          test_set: Optional[Dataset] = None, on_step: Optional[StepHook] = None) -> dict:
+    """Train ``cfg.model`` with the recipe in `cfg`; resume if ``cfg.run.output_dir`` holds a checkpoint.
+
+    Datasets come from ``cfg.data`` unless given: `train_set` and `val_set` yield ``(clip, label)``,
+    `test_set` ``(views (V, 3, T, H, W), label)`` for video-level testing (None: skipped).
+    `on_step(model, info)` runs on every process after each optimizer step (``info``: epoch, step, loss, lr).
+
+    Returns the history: ``{"steps": [per logged step], "epochs": [per epoch, with validation],
+    "test": multi-view results or None, "output_dir": ...}``.
+    Raises `NonFiniteLossError` on a NaN/inf loss and `TrainingInterrupted` after SIGTERM/SIGINT.
+    """
+    if cfg.run.output_dir is None:
+        raise ConfigError("run.output_dir is not set: pass --output-dir DIR (or run.output_dir=DIR) for "
+                          "checkpoints and logs")
+    _check_runtime(cfg)
+    ctx = distributed.setup(cfg.run.device)
+    try:
+        return _Run(cfg, ctx, train_set, val_set, test_set, on_step).fit()
+    finally:
+        distributed.teardown(ctx)
+
+
+def _check_runtime(cfg: TrainConfig) -> None:
+    """Settings that depend on this machine, checked before anything is built."""
+    cuda = torch.cuda.is_available() if cfg.run.device == "auto" else cfg.run.device == "cuda"
+    if cfg.run.precision == "fp16" and not cuda:
+        raise ConfigError("run.precision=fp16 needs a CUDA device (a grad scaler on GPU); on the CPU use "
+                          "run.precision=bf16 or fp32")
+    if cfg.run.tensorboard:
+        require_tensorboard()
+
+
+class _Run:
+    """The state of one training run (model, optimizer, loaders, counters) and its loop."""
+
+    def __init__(self, cfg: TrainConfig, ctx: Context, train_set, val_set, test_set, on_step) -> None:
+        self.cfg, self.ctx, self.on_step = cfg, ctx, on_step
+        self.out = Path(cfg.run.output_dir)
+        self.ckpt_path = self.out / CHECKPOINT_NAME
+        torch.manual_seed(cfg.run.seed)  # the same initial weights on every process
+        self.model = build_model_from_config(cfg.model).to(ctx.device)
+        model_cfg = self.model.config
+        if train_set is None:
+            train_set, val_set, test_set = build_datasets(cfg, model_cfg)
+        for name, ds in (("train", train_set), ("val", val_set), ("test", test_set)):
+            if ds is not None:
+                check_dataset(ds, model_cfg.num_classes, name)
+        self.val_set, self.test_set = val_set, test_set
+        self.num_classes = model_cfg.num_classes
+
+        d, o = cfg.data, cfg.optim
+        self.global_batch = d.batch_size * ctx.world_size * o.accum_steps
+        self.peak_lr = scaled_lr(o.lr, self.global_batch, o.lr_reference_batch)
+        self.optimizer = build_optimizer(self.model, self.peak_lr, o.weight_decay, o.betas, o.eps)
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.run.precision == "fp16")
+        self.order, self.loader = _train_loader(cfg, train_set, ctx)
+        self.micro_per_epoch = len(self.order.sampler) // d.batch_size
+        self.steps_per_epoch = self.micro_per_epoch // o.accum_steps
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"an epoch of {len(self.order.sampler)} clips per process is less than one optimizer "
+                              f"step of data.batch_size={d.batch_size} x optim.accum_steps={o.accum_steps}; "
+                              "lower them or use more data")
+        self.micro_per_epoch = self.steps_per_epoch * o.accum_steps  # a trailing partial step is dropped
+        self.schedule = WarmupCosine(
+            peak_lr=self.peak_lr, total_steps=o.epochs * self.steps_per_epoch,
+            warmup_steps=round(o.warmup_epochs * self.steps_per_epoch),
+            start_lr=self.peak_lr * o.warmup_start_ratio, final_lr=self.peak_lr * o.final_lr_ratio)
+        self.mix = _batch_mixer(cfg, self.num_classes)
+
+        self.epoch, self.micro, self.step = 0, 0, 0  # epoch, micro-batches done in it, optimizer steps
+        self.epoch_loss = [0.0, 0]  # sum and count of this epoch's step losses
+        self.history: dict = {"steps": [], "epochs": [], "test": None, "output_dir": str(self.out)}
+        if self.ckpt_path.is_file():
+            self._resume(load_checkpoint(self.ckpt_path, map_location=ctx.device))
+        else:
+            if cfg.model.pretrained:
+                from .model import load_pretrained
+
+                load_pretrained(self.model, cfg.model.pretrained, cfg.model.pretrained_format)
+            torch.manual_seed(cfg.run.seed + ctx.rank)  # dropout, drop path and Mixup differ across processes
+            np.random.seed(cfg.run.seed + ctx.rank)
+            import random
+
+            random.seed(cfg.run.seed + ctx.rank)
+        self.net = self.model
+        if ctx.distributed:
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.run.compile:
+            self.net = torch.compile(self.net)
+        self.log = MetricLog(self.out, cfg.run.tensorboard) if ctx.is_main else None
+        if ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out / "config.yaml")
+            env = environment(ctx.world_size, ctx.device)
+            (self.out / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
+
+    # ------------------------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        cfg = self.cfg
+        try:
+            with _StopSignals() as stop:
+                for epoch in range(self.epoch, cfg.optim.epochs):
+                    self.epoch = epoch
+                    self._train_epoch(stop)
+                    self._end_epoch(epoch)
+            if cfg.run.multi_view_eval and self.test_set is not None and self.history["test"] is None:
+                self.history["test"] = self._evaluate(self.test_set, multi_view=True)
+                self._record("test", **_scalars(self.history["test"]))
+                self._save()
+        finally:
+            if self.log is not None:
+                self.log.close()
+        return self.history
+
+    def _train_epoch(self, stop: "_StopSignals") -> None:
+        cfg, ctx = self.cfg, self.ctx
+        accum = cfg.optim.accum_steps
+        self.order.set_epoch(self.epoch, start=self.micro * cfg.data.batch_size)
+        remaining = self.micro_per_epoch - self.micro
+        bar = _progress(cfg, ctx, self.epoch, self.steps_per_epoch, self.micro // accum)
+        self.net.train()
+        loss_sum = torch.zeros((), device=ctx.device)
+        tick, clips = time.perf_counter(), 0
+        for i, (x, y) in enumerate(self.loader):
+            if i >= remaining:
+                break
+            x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+            x, targets = self.mix(x, y)
+            last = (self.micro + 1) % accum == 0
+            sync = contextlib.nullcontext() if last or not ctx.distributed else self.net.no_sync()
+            with sync:
+                with autocast(ctx.device, cfg.run.precision):
+                    logits = self.net(x)
+                loss = soft_target_cross_entropy(logits, targets)
+                self.scaler.scale(loss / accum).backward()
+            loss_sum += loss.detach()
+            self.micro += 1
+            clips += x.shape[0] * ctx.world_size
+            if not last:
+                continue
+            # one number per process: mean loss, stop request; summed over processes
+            flags = ctx.sum(torch.stack([loss_sum / accum, torch.tensor(float(stop.signum or 0), device=ctx.device)]))
+            loss_sum.zero_()
+            loss_value, stop_signum = flags[0].item() / ctx.world_size, int(flags[1].item()) // ctx.world_size
+            if not math.isfinite(loss_value):
+                self._non_finite(loss_value)
+            lr = self.schedule(self.step)
+            set_lr(self.optimizer, lr)
+            grad_norm = self._optimizer_step()
+            self.step += 1
+            self.epoch_loss = [self.epoch_loss[0] + loss_value, self.epoch_loss[1] + 1]
+            info = {"epoch": self.epoch, "step": self.step, "iteration": self.micro // accum, "loss": loss_value,
+                    "lr": lr, "grad_norm": grad_norm}
+            if self.step % cfg.run.log_every_steps == 0 or self.micro == self.micro_per_epoch:
+                now = time.perf_counter()
+                info["clips_per_s"] = clips / max(now - tick, 1e-9)
+                tick, clips = now, 0
+                self.history["steps"].append(info)
+                self._record("train", **info)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", **(
+                    {"clips/s": f"{info['clips_per_s']:.1f}"} if "clips_per_s" in info else {}))
+            every = cfg.run.checkpoint_every_steps
+            if every and self.step % every == 0 and self.micro < self.micro_per_epoch:
+                self._save()
+            if self.on_step is not None:
+                self.on_step(self.model, info)
+            if stop_signum:
+                self._save()
+                name = signal.Signals(stop_signum).name
+                raise TrainingInterrupted(f"{name} received: checkpoint written to {self.ckpt_path} at epoch "
+                                          f"{self.epoch}, iteration {self.micro // accum}; run the same command "
+                                          "again to resume", stop_signum)
+        if bar is not None:
+            bar.close()
+
+    def _optimizer_step(self) -> Optional[float]:
+        clip = self.cfg.optim.clip_grad_norm
+        norm = None
+        if clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    def _non_finite(self, loss_value: float) -> None:
+        kept = (f"the last good checkpoint {self.ckpt_path} is kept" if self.ckpt_path.is_file()
+                else "no checkpoint had been written yet")
+        raise NonFiniteLossError(
+            f"loss is {loss_value} at epoch {self.epoch}, iteration {self.micro // self.cfg.optim.accum_steps} "
+            f"(optimizer step {self.step + 1}); training stopped and {kept}. Lower optim.lr, check the data "
+            "for NaNs, or use run.precision=fp32")
+
+    def _end_epoch(self, epoch: int) -> None:
+        cfg = self.cfg
+        total, count = self.epoch_loss
+        record = {"epoch": epoch, "step": self.step, "lr": self.schedule(max(self.step - 1, 0)),
+                  "train_loss": total / max(count, 1)}
+        self.epoch, self.micro, self.epoch_loss = epoch + 1, 0, [0.0, 0]
+        every = cfg.run.eval_every_epochs
+        if self.val_set is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == cfg.optim.epochs):
+            record.update({f"val_{k}": v for k, v in self._evaluate(self.val_set, multi_view=False).items()})
+        self.history["epochs"].append(record)
+        self._record("epoch", **_scalars(record))
+        self._save()
+
+    def _evaluate(self, dataset: Dataset, multi_view: bool) -> dict:
+        loader = eval_loader(self.cfg, dataset, self.ctx)
+        return evaluate(self.model, loader, num_classes=self.num_classes, multi_view=multi_view,
+                        device=self.ctx.device, precision=self.cfg.run.precision, ctx=self.ctx)
+
+    def _record(self, kind: str, **values) -> None:
+        if self.log is not None:
+            self.log.write(kind, **{"step": self.step, **values})
+
+    # ------------------------------------------------------------------------------------------------
+    def _save(self) -> None:
+        """Write the checkpoint (a collective: every process sends its RNG states to rank 0)."""
+        rngs = self.ctx.gather(rng_state())
+        if self.ctx.is_main:
+            save_checkpoint({
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "schedule": {"step": self.step, "peak_lr": self.peak_lr, "total_steps": self.schedule.total_steps},
+                "epoch": self.epoch,
+                "micro": self.micro,
+                "epoch_loss": self.epoch_loss,
+                "step": self.step,
+                "world_size": self.ctx.world_size,
+                "batch_size": self.cfg.data.batch_size,
+                "rng": rngs,
+                "history": self.history,
+                "config": self.cfg.to_dict(),
+            }, self.ckpt_path)
+        self.ctx.barrier()
+
+    def _resume(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.epoch, self.micro, self.step = ckpt["epoch"], ckpt["micro"], ckpt["step"]
+        self.epoch_loss = ckpt["epoch_loss"]
+        self.history = ckpt["history"]
+        same_layout = ckpt["world_size"] == self.ctx.world_size and ckpt["batch_size"] == self.cfg.data.batch_size
+        if same_layout:
+            set_rng_state(ckpt["rng"][self.ctx.rank])
+        else:
+            warnings.warn(f"resuming with {self.ctx.world_size} processes x batch {self.cfg.data.batch_size} from a "
+                          f"checkpoint of {ckpt['world_size']} x {ckpt['batch_size']}: epoch {self.epoch} restarts "
+                          "from its first batch and the run will not repeat the original exactly")
+            self.micro = 0
+            torch.manual_seed(self.cfg.run.seed + 1000 * self.step + self.ctx.rank)
+        if self.ctx.is_main:
+            print(f"resumed from {self.ckpt_path}: epoch {self.epoch}, iteration "
+                  f"{self.micro // self.cfg.optim.accum_steps}, optimizer step {self.step}", flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------------
+
+def _train_loader(cfg: TrainConfig, dataset: Dataset, ctx: Context) -> tuple[EpochOrder, DataLoader]:
+    from ..data import RepeatAugSampler
+
+    sampler = RepeatAugSampler(dataset, num_repeats=cfg.augment.repeat_aug, num_replicas=ctx.world_size,
+                               rank=ctx.rank, shuffle=cfg.data.shuffle, seed=cfg.run.seed)
+    order = EpochOrder(sampler, seed=cfg.run.seed, rank=ctx.rank)
+    loader = DataLoader(SeededSamples(dataset), batch_size=cfg.data.batch_size, sampler=order, drop_last=True,
+                        num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda",
+                        persistent_workers=cfg.data.num_workers > 0,
+                        generator=torch.Generator())  # its own generator: the global RNG stays untouched
+    return order, loader
+
+
+def _batch_mixer(cfg: TrainConfig, num_classes: int) -> Callable:
+    """``(x, labels) -> (x, soft_targets (B, K))``: Mixup/CutMix with label smoothing, or label smoothing only."""
+    a = cfg.augment
+    if a.mixup_alpha > 0 or a.cutmix_alpha > 0:
+        from ..data import MixupCutmix
+
+        return MixupCutmix(num_classes, mixup_alpha=a.mixup_alpha, cutmix_alpha=a.cutmix_alpha,
+                           label_smoothing=a.label_smoothing, switch_prob=a.switch_prob)
+    return lambda x, y: (x, smooth_one_hot(y, num_classes, a.label_smoothing))
+
+
+def _progress(cfg: TrainConfig, ctx: Context, epoch: int, total: int, initial: int):
+    if not (cfg.run.progress and ctx.is_main):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
+                dynamic_ncols=True)
+
+
+def _scalars(record: dict) -> dict:
+    """The scalar entries of a record (per-class lists and confusion matrices stay in the history)."""
+    return {k: v for k, v in record.items() if isinstance(v, (int, float)) or v is None}
+
+
+class _StopSignals:
+    """Within the block, SIGTERM and SIGINT set ``signum`` instead of killing the process; the loop
+    checkpoints and stops at the next optimizer step. A second signal interrupts at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping without a checkpoint")
+        self.signum = signum
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
