@@ -36,16 +36,16 @@ book: setup
 	echo "book built in $$(( $$(date +%s) - start )) s: book/_build/html/index.html"
 
 test: setup
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --ignore=tests/browser
 	$(MAKE) test-notebooks
 	$(MAKE) book
 	$(PY) -m pytest tests/browser -q -p no:cacheprovider
 
 test-unit: setup
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --ignore=tests/browser
 
 test-notebooks: setup
-	MVIT_PROFILE=cpu $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider book/ -q
+	MVIT_PROFILE=cpu $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider book/*.ipynb -q
 
 student: setup
 	$(PY) -m mvit.student book student

@@ -1,0 +1,173 @@
+"""The built book, opened in a real browser (headless Debian chromium through selenium).
+
+Run after `make book` (the Makefile's `test` target does): the site must exist in
+book/_build/html. For every page in book/_toc.yml the test checks that the page loads without
+severe console errors, that MathJax has typeset every equation (and none failed to parse), that
+every image has loaded, and that every ipywidgets explorer shows its static fallback: the note
+added by book/_static/widget_fallback.js, and a figure in the output of the same cell.
+
+Without chromium the test skips, unless MVIT_REQUIRE_BROWSER=1 (CI sets it): then it fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOK = ROOT / "book"
+SITE = BOOK / "_build" / "html"
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+CHROMEDRIVER = "chromedriver"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1024",
+)
+WIDGET_VIEW = 'script[type="application/vnd.jupyter.widget-view+json"]'
+
+
+def toc_pages(toc_file: Path = BOOK / "_toc.yml") -> list[str]:
+    """Document names listed in a Jupyter Book 1 `_toc.yml`, root first, in reading order."""
+    toc = yaml.safe_load(toc_file.read_text())
+    pages = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries:
+            if "file" in entry:
+                pages.append(Path(entry["file"]).with_suffix("").as_posix())
+            walk(entry.get("sections", []))
+            walk(entry.get("chapters", []))
+
+    walk(toc.get("parts", []))
+    walk(toc.get("chapters", []))
+    return pages
+
+
+def _browser_missing(reason: str):
+    if os.environ.get("MVIT_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (MVIT_REQUIRE_BROWSER=1, so the browser test may not skip)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def site_url():
+    if not (SITE / "index.html").is_file():
+        pytest.fail(f"the book is not built: {SITE}/index.html is missing; run `make book` first")
+
+    handler = functools.partial(_QuietHandler, directory=str(SITE))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # keep the test output readable
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chromium = next((shutil.which(n) for n in CHROMIUM_NAMES if shutil.which(n)), None)
+    driver_path = shutil.which(CHROMEDRIVER)
+    if chromium is None or driver_path is None:
+        _browser_missing(
+            "chromium and chromedriver are needed for the browser test; install them with "
+            "`apt-get install chromium chromium-driver`"
+        )
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _browser_missing("selenium is needed for the browser test; `pip install -e .[dev]`")
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _open(browser, url: str) -> list[dict]:
+    """Load `url`, wait until MathJax (if present) is done, return the console's severe entries."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get_log("browser")  # drop anything left over from the previous page
+    browser.get(url)
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
+    WebDriverWait(browser, 60).until(
+        lambda d: d.execute_script(
+            "if (!window.MathJax || !MathJax.startup || !MathJax.startup.promise) return true;"
+            "if (window.__mathjaxDone === undefined) {"
+            "  window.__mathjaxDone = false;"
+            "  MathJax.startup.promise.then(() => { window.__mathjaxDone = true; });"
+            "}"
+            "return window.__mathjaxDone;"
+        )
+    )
+    return [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_page(browser, site_url, page):
+    url = f"{site_url}/{page}.html"
+    errors = _open(browser, url)
+    assert not errors, f"{page}: console errors:\n" + "\n".join(e["message"] for e in errors)
+
+    title = browser.execute_script("return document.querySelector('article h1')?.textContent")
+    assert title, f"{page}: no page heading; did the page build?"
+
+    math = browser.execute_script(
+        "const all = [...document.querySelectorAll('article .math')];"
+        "return {total: all.length,"
+        "        typeset: all.filter(m => m.querySelector('mjx-container')).length,"
+        "        errors: [...document.querySelectorAll('mjx-merror')].map(e => e.textContent)};"
+    )
+    assert math["typeset"] == math["total"], (
+        f"{page}: MathJax typeset {math['typeset']} of {math['total']} equations"
+    )
+    assert not math["errors"], f"{page}: MathJax could not parse: {math['errors']}"
+
+    broken = browser.execute_script(
+        "return [...document.images]"
+        "  .filter(img => !(img.complete && img.naturalWidth > 0))"
+        "  .map(img => img.getAttribute('src'));"
+    )
+    assert not broken, f"{page}: images that did not load: {broken}"
+
+    widgets = browser.execute_script(
+        f"return [...document.querySelectorAll('{WIDGET_VIEW}')].map(view => {{"
+        "  const note = view.previousElementSibling;"
+        "  const cell = view.closest('.cell');"
+        "  return {note: !!note && note.classList.contains('widget-fallback')"
+        "                && note.offsetHeight > 0,"
+        "          figure: !!cell && [...cell.querySelectorAll('.cell_output img')]"
+        "                             .some(img => img.naturalWidth > 0)};"
+        "});"
+    )
+    for i, widget in enumerate(widgets):
+        assert widget["note"], f"{page}: widget {i} has no visible static-site note"
+        assert widget["figure"], f"{page}: widget {i} has no static figure in its cell's output"

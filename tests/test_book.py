@@ -1,0 +1,115 @@
+"""Static checks of the book's sources (fast; the notebooks themselves run under nbval)."""
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from mvit.student import count_exercises, solution_cells
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
+BIB_KEY = re.compile(r"^@\w+\s*\{\s*([^,\s]+)\s*,", re.MULTILINE)
+LABEL = re.compile(r":label:\s*(\S+)")
+SOLUTION_OF = re.compile(r"\{solution-start\}\s*(\S+)")
+
+
+def toc_files() -> list[str]:
+    """Every `file:` of book/_toc.yml, root first, without suffix."""
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections", []))
+            walk(entry.get("chapters", []))
+
+    walk(toc.get("parts", []))
+    walk(toc.get("chapters", []))
+    return files
+
+
+def source_of(name: str) -> Path:
+    matches = [p for p in (BOOK / f"{name}.ipynb", BOOK / f"{name}.md") if p.is_file()]
+    assert len(matches) == 1, f"_toc.yml lists {name!r}: need exactly one of {name}.ipynb / .md"
+    return matches[0]
+
+
+NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
+
+
+def test_config_is_found_from_the_book_folder():
+    """`jupyter-book build book/` must find the root _config.yml inside book/ (see its header)."""
+    link = BOOK / "_config.yml"
+    assert link.is_symlink() and link.resolve() == (ROOT / "_config.yml").resolve()
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["execute"]["execute_notebooks"] == "force"
+    assert config["only_build_toc_files"] is True
+    assert config["sphinx"]["config"]["nb_execution_raise_on_error"] is True
+    assert (BOOK / config["bibtex_bibfiles"][0]).is_file()
+
+
+def test_toc_entries_exist_and_every_notebook_is_listed():
+    files = toc_files()
+    assert len(files) == len(set(files)), "a page is listed twice in _toc.yml"
+    for name in files:
+        source_of(name)
+    unlisted = {p.stem for p in NOTEBOOKS} - set(files)
+    assert not unlisted, f"notebooks missing from book/_toc.yml: {sorted(unlisted)}"
+
+
+def test_bibliography_keys_are_unique_and_every_citation_resolves():
+    bib = (BOOK / "references.bib").read_text()
+    keys = BIB_KEY.findall(bib)
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    assert not duplicates, f"keys defined twice in references.bib: {duplicates}"
+    cited = set()
+    for name in toc_files():
+        path = source_of(name)
+        if path.suffix == ".ipynb":
+            text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
+        else:
+            text = path.read_text()
+        for group in CITE.findall(text):
+            cited.update(k.strip() for k in group.split(","))
+    missing = sorted(cited - set(keys))
+    assert not missing, f"cited but not in references.bib: {missing}"
+    assert "fan2021multiscale" in cited
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_clean(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", (
+        f"{path.name}: set the kernelspec to python3 (the build and nbval use it)"
+    )
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert not cell.outputs, f"{path.name}: cell {i} has outputs; clear them before committing"
+            assert cell.execution_count is None, f"{path.name}: cell {i} has an execution count"
+    titles = [
+        line
+        for cell in nb.cells
+        if cell.cell_type == "markdown"
+        for line in cell.source.splitlines()
+        if line.startswith("# ")
+    ]
+    assert len(titles) == 1, f"{path.name}: needs exactly one '# ' title, found {titles}"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_exercises_have_tagged_solutions(path):
+    nb = nbformat.read(path, as_version=4)
+    solution_cells(nb, name=path.name)  # raises on any tagging mistake
+    assert count_exercises(nb) >= 1, f"{path.name}: every chapter ends with exercises"
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    labels = set(LABEL.findall(markdown))
+    for target in SOLUTION_OF.findall(markdown):
+        assert target in labels, f"{path.name}: a solution refers to unknown exercise {target!r}"
