@@ -264,14 +264,17 @@ PRESETS: dict[str, tuple[str, dict]] = {
         dict(input_size=(64, 224, 224)),
     ),
     "mvit_s_16x4": (
-        "MViT-S 16x4 (Table 3c; no public config: layout found by scripts/search_mvit_s.py)",
+        "MViT-S 16x4 (Tables 3c, 4; no public config: the first stage's depth, heads, K/V stride and "
+        "kernel are the layout closest to 26.1 M / 32.9 G found by benchmarks/search_mvit_s.py)",
         dict(
             patch_kernel=(3, 8, 8),
             patch_stride=(2, 8, 8),
             patch_padding=(1, 0, 0),
             embed_dim=128,
-            stage_depths=(1, 7, 6),
+            num_heads=2,
+            stage_depths=(5, 7, 6),
             kv_stride=(1, 4, 4),
+            pool_kernel="stride+1",
         ),
     ),
     "mvit_b_24_32x3": (
