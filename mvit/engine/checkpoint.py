@@ -61,11 +61,3 @@ def load_checkpoint(path: Union[str, Path], map_location: Any = "cpu") -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; pass the checkpoint.pt of a training run's output folder")
     return torch.load(path, map_location=map_location, weights_only=True)
-
-
-def model_state(checkpoint_or_state: dict) -> dict:
-    """The model weights in a training checkpoint (key ``"model"``), or the dict itself if it is a state dict."""
-    state = checkpoint_or_state.get("model", checkpoint_or_state)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError("this file holds neither a training checkpoint (with a 'model' entry) nor a state dict")
-    return state

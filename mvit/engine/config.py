@@ -37,7 +37,7 @@ class ModelSection:
     name: str = "mvit_b_16x4"  # a preset of mvit.list_models()
     config: dict = field(default_factory=dict)  # MViTConfig fields overriding the preset
     pretrained: Optional[str] = None  # checkpoint to start from (fine-tuning); None = random init
-    pretrained_format: Literal["mvit", "torchvision", "pyslowfast", "pytorchvideo"] = "mvit"
+    pretrained_source: Literal["auto", "mvit", "torchvision", "pyslowfast", "pytorchvideo"] = "auto"  # its layout
 
 
 @dataclass
@@ -74,8 +74,10 @@ class AugmentSection:
 
 @dataclass
 class OptimSection:
-    """AdamW with a per-iteration linear warmup and half-period cosine schedule."""
+    """The optimiser (AdamW from scratch; SGD for the paper's SSv2 fine-tuning) and its per-iteration
+    linear warmup and half-period cosine schedule."""
 
+    name: Literal["adamw", "sgd"] = "adamw"
     lr: float = 1.6e-3  # peak learning rate for a global batch of lr_reference_batch
     lr_reference_batch: int = 512  # the lr is scaled linearly by global_batch / lr_reference_batch
     final_lr_ratio: float = 0.01  # cosine ends at lr * final_lr_ratio (1.6e-5 for K400)
@@ -83,8 +85,9 @@ class OptimSection:
     warmup_epochs: float = 30.0
     epochs: int = 200
     weight_decay: float = 0.05  # not applied to model.no_weight_decay() parameters
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW
+    eps: float = 1e-8  # AdamW
+    momentum: float = 0.9  # SGD (Nesterov off)
     clip_grad_norm: Optional[float] = 1.0  # L2 norm; None turns clipping off
     accum_steps: int = 1  # micro-batches accumulated per optimizer step
 

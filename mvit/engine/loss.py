@@ -1,21 +1,13 @@
 """The training objective: cross-entropy against soft targets.
 
-Label smoothing and Mixup/CutMix both turn an integer label into a probability vector over the
-classes; the loss is then ``-sum_k y_k log softmax(z)_k``, averaged over the batch.
+Label smoothing and Mixup/CutMix (`mvit.data.MixupCutmix`) turn integer labels into probability
+vectors over the classes; the loss is then ``-sum_k y_k log softmax(z)_k``, averaged over the batch.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-
-def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
-    """``labels: (B,)`` int -> ``(B, num_classes)``: ``1 - smoothing + smoothing/K`` on the label,
-    ``smoothing/K`` elsewhere (each row sums to 1)."""
-    off = smoothing / num_classes
-    targets = torch.full((labels.shape[0], num_classes), off, device=labels.device)
-    return targets.scatter_(1, labels.long().unsqueeze(1), 1.0 - smoothing + off)
 
 
 def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
+from .. import convert
 from ..model import MViT, build_model
-from .checkpoint import model_state
 from .config import ModelSection
 
-HEAD_PREFIX = "head."
+HEAD = ("head.weight", "head.bias")
 
 
 def build_model_from_config(section: ModelSection) -> MViT:
@@ -18,35 +18,26 @@ def build_model_from_config(section: ModelSection) -> MViT:
     return build_model(section.name, **section.config)
 
 
-def load_pretrained(model: MViT, path: str | Path, fmt: str = "mvit") -> list[str]:
-    """Load the weights in `path` into `model` for fine-tuning; return the names left at their fresh init.
+def load_pretrained(model: MViT, path: str | Path, source: str = "auto") -> list[str]:
+    """Initialise `model` from the checkpoint at `path` for fine-tuning; return the names of the weights
+    left at their fresh initialisation.
 
-    `fmt`: ``"mvit"`` (a training checkpoint of this package or a state dict of `mvit.model.MViT`),
-    ``"torchvision"`` (``mvit_v1_b`` weights), ``"pyslowfast"`` or ``"pytorchvideo"`` (converted by
-    `mvit.convert`). A classifier head whose shape differs from the model's (another number of classes)
-    is skipped and stays freshly initialised; any other missing, unexpected or mis-shaped weight is an error.
+    `source`: the checkpoint's layout, ``"auto"`` (detected from its keys) or one of
+    `mvit.convert.SOURCES` (``"torchvision"`` for ``mvit_v1_b`` weights). A classifier head of another
+    number of classes (Kinetics-400 weights fine-tuned on UCF-101) stays freshly initialised; every other
+    weight must fit exactly (`mvit.convert.load_pretrained` names what does not).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model.pretrained={str(path)!r} does not exist; download the checkpoint first "
                                 "(see the recipe's comments) or set model.pretrained=null")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if fmt == "mvit":
-        state = model_state(state)
-    else:
-        from .. import convert
-
-        state = getattr(convert, f"from_{fmt}")(model_state(state))
+    state = convert.unwrap(torch.load(path, map_location="cpu", weights_only=True))
+    if source == "auto":
+        source = convert.detect_source(state)
+    if source != "mvit":
+        state = getattr(convert, f"from_{source}")(state)
     own = model.state_dict()
-    skipped = [k for k, v in state.items() if k.startswith(HEAD_PREFIX) and k in own and v.shape != own[k].shape]
-    state = {k: v for k, v in state.items() if k not in skipped}
-    missing = [k for k in own if k not in state and k not in skipped]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
-              if k in own and v.shape != own[k].shape]
-    if missing or unexpected or shapes:
-        raise ValueError(f"{path} does not fit the model ({model.config.num_classes} classes, "
-                         f"input {model.config.input_size}): missing {missing[:5]}, unexpected {unexpected[:5]}, "
-                         f"shape mismatches {shapes[:5]}; check model.name, model.config and model.pretrained_format")
-    model.load_state_dict(state, strict=False)
-    return skipped
+    fresh = [k for k in HEAD if k in state and k in own and state[k].shape != own[k].shape]
+    state.update({k: own[k] for k in fresh})
+    convert.load_pretrained(model, state, source="mvit")
+    return fresh

@@ -1,7 +1,7 @@
 """The optimiser and learning-rate schedule of the paper's recipe (Appendix D).
 
-- AdamW, with no weight decay on the parameters the model lists in ``no_weight_decay()`` (biases,
-  norms, positional embeddings, class token);
+- AdamW (SGD with momentum for fine-tuning on SSv2, §D.4), with no weight decay on the parameters the
+  model lists in ``no_weight_decay()`` (biases, norms, positional embeddings, class token);
 - a learning rate linear in the global batch: ``lr * global_batch / 512``;
 - per optimizer step, a linear warmup from ``start_lr`` to the peak, then a half-period cosine down to
   ``final_lr``.
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .config import OptimSection
 
 
 def scaled_lr(lr: float, global_batch: int, reference_batch: int = 512) -> float:
@@ -38,10 +40,13 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             {"name": "no_decay", "params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
-                    eps: float = 1e-8) -> torch.optim.AdamW:
-    """AdamW over `param_groups(model, weight_decay)`; the schedule sets each step's learning rate."""
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps)
+def build_optimizer(model: nn.Module, section: OptimSection, lr: float) -> torch.optim.Optimizer:
+    """``section.name`` ("adamw" | "sgd") over `param_groups(model, section.weight_decay)`, starting at
+    `lr`; the schedule sets each step's learning rate."""
+    groups = param_groups(model, section.weight_decay)
+    if section.name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=section.momentum)
+    return torch.optim.AdamW(groups, lr=lr, betas=section.betas, eps=section.eps)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import random
 import signal
 import threading
 import time
@@ -27,15 +28,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..data import MixupCutmix, RepeatAugSampler
 from . import distributed
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig, save_config
 from .data import EpochOrder, SeededSamples, build_datasets, check_dataset, eval_loader
 from .distributed import Context, autocast
 from .log import MetricLog, environment, require_tensorboard
-from .loss import smooth_one_hot, soft_target_cross_entropy
+from .loss import soft_target_cross_entropy
 from .metrics import evaluate
-from .model import build_model_from_config
+from .model import build_model_from_config, load_pretrained
 from .optim import WarmupCosine, build_optimizer, scaled_lr, set_lr
 
 
@@ -108,7 +110,7 @@ class _Run:
         d, o = cfg.data, cfg.optim
         self.global_batch = d.batch_size * ctx.world_size * o.accum_steps
         self.peak_lr = scaled_lr(o.lr, self.global_batch, o.lr_reference_batch)
-        self.optimizer = build_optimizer(self.model, self.peak_lr, o.weight_decay, o.betas, o.eps)
+        self.optimizer = build_optimizer(self.model, o, self.peak_lr)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.run.precision == "fp16")
         self.order, self.loader = _train_loader(cfg, train_set, ctx)
         self.micro_per_epoch = len(self.order.sampler) // d.batch_size
@@ -131,13 +133,11 @@ class _Run:
             self._resume(load_checkpoint(self.ckpt_path, map_location=ctx.device))
         else:
             if cfg.model.pretrained:
-                from .model import load_pretrained
-
-                load_pretrained(self.model, cfg.model.pretrained, cfg.model.pretrained_format)
+                fresh = load_pretrained(self.model, cfg.model.pretrained, cfg.model.pretrained_source)
+                if ctx.is_main:
+                    print(f"initialised from {cfg.model.pretrained}" + (f" except {fresh}" if fresh else ""))
             torch.manual_seed(cfg.run.seed + ctx.rank)  # dropout, drop path and Mixup differ across processes
             np.random.seed(cfg.run.seed + ctx.rank)
-            import random
-
             random.seed(cfg.run.seed + ctx.rank)
         self.net = self.model
         if ctx.distributed:
@@ -322,8 +322,6 @@ class _Run:
 # ----------------------------------------------------------------------------------------------------
 
 def _train_loader(cfg: TrainConfig, dataset: Dataset, ctx: Context) -> tuple[EpochOrder, DataLoader]:
-    from ..data import RepeatAugSampler
-
     sampler = RepeatAugSampler(dataset, num_repeats=cfg.augment.repeat_aug, num_replicas=ctx.world_size,
                                rank=ctx.rank, shuffle=cfg.data.shuffle, seed=cfg.run.seed)
     order = EpochOrder(sampler, seed=cfg.run.seed, rank=ctx.rank)
@@ -334,15 +332,12 @@ def _train_loader(cfg: TrainConfig, dataset: Dataset, ctx: Context) -> tuple[Epo
     return order, loader
 
 
-def _batch_mixer(cfg: TrainConfig, num_classes: int) -> Callable:
-    """``(x, labels) -> (x, soft_targets (B, K))``: Mixup/CutMix with label smoothing, or label smoothing only."""
+def _batch_mixer(cfg: TrainConfig, num_classes: int) -> MixupCutmix:
+    """``(x, labels) -> (x, soft_targets (B, K))``: Mixup/CutMix with label smoothing (both alphas 0:
+    label smoothing only)."""
     a = cfg.augment
-    if a.mixup_alpha > 0 or a.cutmix_alpha > 0:
-        from ..data import MixupCutmix
-
-        return MixupCutmix(num_classes, mixup_alpha=a.mixup_alpha, cutmix_alpha=a.cutmix_alpha,
-                           label_smoothing=a.label_smoothing, switch_prob=a.switch_prob)
-    return lambda x, y: (x, smooth_one_hot(y, num_classes, a.label_smoothing))
+    return MixupCutmix(num_classes, mixup_alpha=a.mixup_alpha, cutmix_alpha=a.cutmix_alpha,
+                       label_smoothing=a.label_smoothing, switch_prob=a.switch_prob)
 
 
 def _progress(cfg: TrainConfig, ctx: Context, epoch: int, total: int, initial: int):
