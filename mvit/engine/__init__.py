@@ -7,7 +7,7 @@
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, list_recipes, load_config
 from .metrics import evaluate, multi_view_scores
-from .trainer import NonFiniteLossError, TrainingInterrupted, train
+from .trainer import NonFiniteLossError, TrainingInterrupted, evaluate_checkpoint, train
 
-__all__ = ["ConfigError", "NonFiniteLossError", "TrainConfig", "TrainingInterrupted", "evaluate", "list_recipes",
+__all__ = ["ConfigError", "NonFiniteLossError", "TrainConfig", "TrainingInterrupted", "evaluate", "evaluate_checkpoint", "list_recipes",
            "load_checkpoint", "load_config", "multi_view_scores", "save_checkpoint", "train"]

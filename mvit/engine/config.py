@@ -38,6 +38,7 @@ class ModelSection:
     config: dict = field(default_factory=dict)  # MViTConfig fields overriding the preset
     pretrained: Optional[str] = None  # checkpoint to start from (fine-tuning); None = random init
     pretrained_source: Literal["auto", "mvit", "torchvision", "pyslowfast", "pytorchvideo"] = "auto"  # its layout
+    # (auto: detected from the key names, see mvit.convert)
 
 
 @dataclass
@@ -50,11 +51,11 @@ class DataSection:
     num_clips: int = 5  # multi-view testing: clips uniformly spaced in time ...
     num_crops: int = 1  # ... times spatial crops (views = num_clips * num_crops)
     train_size: Optional[int] = None  # synthetic: clips to generate; None = the dataset's default
-    val_size: Optional[int] = None
+    val_size: Optional[int] = None  # synthetic: validation clips; None = the dataset's default
     batch_size: int = 4  # clips per process per forward pass
     eval_batch_size: Optional[int] = None  # None = batch_size
-    num_workers: int = 4
-    shuffle: bool = True
+    num_workers: int = 4  # loader processes per training process
+    shuffle: bool = True  # shuffle the training order each epoch (deterministic from run.seed and the epoch)
     options: dict = field(default_factory=dict)  # further keyword arguments of the dataset class
 
 
@@ -64,12 +65,12 @@ class AugmentSection:
 
     mixup_alpha: float = 0.8  # Mixup on half the batch ...
     cutmix_alpha: float = 1.0  # ... CutMix on the other half (0 and 0 turn both off)
-    switch_prob: float = 0.5
-    label_smoothing: float = 0.1
+    switch_prob: float = 0.5  # share of the batch mixed by CutMix rather than Mixup
+    label_smoothing: float = 0.1  # target 1 - eps + eps/K on the label, eps/K elsewhere
     repeat_aug: int = 2  # repeated augmentation: copies of each clip per epoch
-    # per-clip training augmentation: "default" (the dataset's own: the paper's for videos, DeiT's for
-    # ImageNet, none for digits), "none", or fields of mvit.data.Augmentation, e.g. {flip: false}
-    transform: Union[Literal["default", "none"], dict] = "default"
+    transform: Union[Literal["default", "none"], dict] = "default"  # per-clip training augmentation:
+    # "default": the dataset's own (the paper's for videos, DeiT's for ImageNet, none for digits);
+    # "none"; or fields of mvit.data.Augmentation, e.g. {flip: false}
 
 
 @dataclass
@@ -77,7 +78,7 @@ class OptimSection:
     """The optimiser (AdamW from scratch; SGD for the paper's SSv2 fine-tuning) and its per-iteration
     linear warmup and half-period cosine schedule."""
 
-    name: Literal["adamw", "sgd"] = "adamw"
+    name: Literal["adamw", "sgd"] = "adamw"  # the optimiser
     lr: float = 1.6e-3  # peak learning rate for a global batch of lr_reference_batch
     lr_reference_batch: int = 512  # the lr is scaled linearly by global_batch / lr_reference_batch
     final_lr_ratio: float = 0.01  # cosine ends at lr * final_lr_ratio (1.6e-5 for K400)
@@ -238,17 +239,47 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 def _suggest(key: str, options: list[str], prefix: str = "") -> str:
     close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
-    return f" (did you mean {prefix}{close[0]!r}?)" if close else ""
+    return f" (did you mean '{prefix}{close[0]}'?)" if close else ""
 
 
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+def type_name(hint: Any) -> str:
+    """``int``, ``Optional[str]``, ``Literal['a', 'b']``: a type as a reader writes it."""
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__name__
+    return str(hint).replace("typing.", "").replace("NoneType", "None")
+
+
+def describe_keys() -> list[tuple[str, str, Any, str]]:
+    """``(dotted key, type, default, comment)`` for every key of `TrainConfig`; the comments are the ones
+    beside the fields in this file."""
+    import inspect
+    import re
+
+    rows = []
+    for section in dataclasses.fields(TrainConfig):
+        cls = typing.get_type_hints(TrainConfig)[section.name]
+        comments, field_name = {}, None
+        for line in inspect.getsource(cls).splitlines():  # "name: type = default  # comment", then "# more"
+            match = re.match(r"\s+(\w+): [^#]*(?:#\s*(.*))?$", line)
+            if match:
+                field_name = match.group(1)
+                comments[field_name] = match.group(2) or ""
+            elif field_name and re.match(r"\s+#", line):
+                comments[field_name] += " " + line.strip().lstrip("#").strip()
+            else:
+                field_name = None
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            rows.append((f"{section.name}.{f.name}", type_name(hints[f.name]), default,
+                         comments.get(f.name, "").strip()))
+    return rows
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Check `value` against the type `hint`; return it converted (lists to tuples, ints to floats)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    bad = ConfigError(f"config key {key!r} must be {_type_name(hint)}, got {value!r} ({type(value).__name__})")
+    bad = ConfigError(f"config key {key!r} must be {type_name(hint)}, got {value!r} ({type(value).__name__})")
     if hint is Any:
         return value
     if origin in (Union, types.UnionType):

@@ -128,54 +128,62 @@ def eval_loader(cfg: TrainConfig, dataset: Dataset, ctx: Context) -> DataLoader:
 def build_datasets(cfg: TrainConfig, model_cfg: MViTConfig) -> tuple[Dataset, Optional[Dataset], Optional[Dataset]]:
     """``(train, val, test)`` for ``cfg.data``; clips have the model's ``input_size`` (T, H, W).
 
-    - ``synthetic``: the in-memory temporal dataset of `mvit.data.synthetic` (no files; no test views);
+    - ``synthetic``: the in-memory temporal dataset `mvit.data.SyntheticVideoDataset` (no test views);
     - ``video``: `mvit.data.VideoDataset` over ``root/train.csv`` and ``root/val.csv`` (paths relative to
       ``root``); the test set is ``val.csv`` in multi-view ``"test"`` mode. The on-disk synthetic dataset
       written by ``data_scripts/make_synthetic.py`` is such a folder;
     - ``digits``: scikit-learn's handwritten digits (`mvit.data.DigitsDataset`);
-    - ``imagefolder``: ``root/train/<class>/*`` and ``root/val/<class>/*``.
+    - ``imagefolder``: `mvit.data.ImageFolderDataset` over ``root/train/<class>/*`` and ``root/val/<class>/*``.
     ``data.options`` adds keyword arguments of the dataset class (checked against its signature).
     """
-    from .. import data as datasets
+    from .. import data
 
     d = cfg.data
-    t, h, w = model_cfg.input_size
-    if h != w:
+    t, size, width = model_cfg.input_size
+    if size != width:
         raise ConfigError(f"model.config.input_size={model_cfg.input_size}: the data pipeline crops squares; "
                           "use equal H and W")
     augmentation = _augmentation(cfg.augment.transform)
     if d.dataset == "synthetic":
-        cls = datasets.synthetic.SyntheticVideoDataset
-        _check_options(cls, d.options)
-        sizes = {"train": d.train_size, "val": d.val_size}
-        train, val = (cls(split, **({"num_samples": sizes[split]} if sizes[split] else {}), num_frames=t, size=h,
-                          **d.options) for split in ("train", "val"))
-        return train, val, None
+        def make(split, n):
+            return _construct(data.SyntheticVideoDataset, d.options, split=split, num_frames=t, size=size,
+                              **({"num_samples": n} if n else {}))
+
+        return make("train", d.train_size), make("val", d.val_size), None
     if d.dataset == "digits":
-        cls = datasets.DigitsDataset
-        _check_options(cls, d.options)
-        aug = {} if augmentation == "default" else {"augmentation": augmentation}
-        return cls("train", size=h, **aug, **d.options), cls("val", size=h, **d.options), None
+        return (_construct(data.DigitsDataset, d.options, split="train", size=size, **augmentation),
+                _construct(data.DigitsDataset, d.options, split="val", size=size), None)
     root = _root(d.root, d.dataset)
     if d.dataset == "imagefolder":
-        cls = datasets.ImageFolderDataset
-        _check_options(cls, d.options)
-        aug = {} if augmentation == "default" else {"augmentation": augmentation}
-        return (cls(root / "train", "train", crop_size=h, **aug, **d.options),
-                cls(root / "val", "val", crop_size=h, **d.options), None)
-    cls = datasets.VideoDataset
-    _check_options(cls, d.options)
-    aug = {} if augmentation == "default" else {"augmentation": augmentation}
-    common = dict(num_frames=t, sampling_rate=d.sampling_rate, crop_size=h, num_clips=d.num_clips,
-                  num_crops=d.num_crops, **d.options)
+        return (_construct(data.ImageFolderDataset, d.options, root=root / "train", mode="train", crop_size=size,
+                           **augmentation),
+                _construct(data.ImageFolderDataset, d.options, root=root / "val", mode="val", crop_size=size), None)
     annotations = {split: root / f"{split}.csv" for split in ("train", "val")}
-    for split, path in annotations.items():
+    for path in annotations.values():
         if not path.is_file():
             raise ConfigError(f"data.root={str(root)!r} has no {path.name}; a video dataset folder holds train.csv "
                               "and val.csv (lines 'relative/path.mp4 label'), see data_scripts/")
-    return (cls(annotations["train"], root, "train", **aug, **common),
-            cls(annotations["val"], root, "val", **common),
-            cls(annotations["val"], root, "test", **common))
+    common = dict(video_root=root, num_frames=t, sampling_rate=d.sampling_rate, crop_size=size,
+                  num_clips=d.num_clips, num_crops=d.num_crops)
+    return (_construct(data.VideoDataset, d.options, annotation_file=annotations["train"], mode="train",
+                       **augmentation, **common),
+            _construct(data.VideoDataset, d.options, annotation_file=annotations["val"], mode="val", **common),
+            _construct(data.VideoDataset, d.options, annotation_file=annotations["val"], mode="test", **common))
+
+
+def _construct(cls: type, options: dict, **engine_kwargs) -> Dataset:
+    """``cls(**engine_kwargs, **options)``; ``data.options`` may only name other arguments of `cls`."""
+    params = [p for p in inspect.signature(cls).parameters if p != "self"]
+    for key in options:
+        if key in engine_kwargs or (key == "augmentation" and key in params):
+            raise ConfigError(f"data.options.{key} is set by the engine (from model.config.input_size, data.* or "
+                              "augment.transform); set it there instead")
+        if key not in params:
+            close = difflib.get_close_matches(key, params, n=1)
+            hint = f" (did you mean 'data.options.{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key 'data.options.{key}' for {cls.__name__}{hint}; "
+                              f"its arguments: {', '.join(params)}")
+    return cls(**engine_kwargs, **options)
 
 
 def _root(root: Optional[str], dataset: str) -> Path:
@@ -188,31 +196,17 @@ def _root(root: Optional[str], dataset: str) -> Path:
     return path
 
 
-def _check_options(cls: type, options: dict) -> None:
-    """``data.options`` must name keyword arguments of the dataset class that the engine does not set."""
-    params = [p for p in inspect.signature(cls).parameters if p not in ENGINE_SET]
-    for key in options:
-        if key not in params:
-            close = difflib.get_close_matches(key, params, n=1)
-            hint = f" (did you mean 'data.options.{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown config key 'data.options.{key}' for {cls.__name__}{hint}; "
-                              f"valid options: {', '.join(params)}")
-
-
-ENGINE_SET = ("self", "split", "mode", "annotation_file", "video_root", "root", "num_frames", "size",
-              "crop_size", "sampling_rate", "num_clips", "num_crops", "augmentation", "num_samples")
-
-
-def _augmentation(spec):
-    """``augment.transform``: "default" (the dataset's own), "none", or Augmentation fields as a dict."""
+def _augmentation(spec) -> dict:
+    """``augment.transform`` as keyword arguments of a training dataset: {} for "default" (the dataset's
+    own), ``augmentation=None`` for "none", else ``augmentation=Augmentation(**spec)``."""
     if spec == "default":
-        return "default"
+        return {}
     if spec == "none":
-        return None
+        return {"augmentation": None}
     from ..data import Augmentation
 
     try:
-        return Augmentation(**spec)
+        return {"augmentation": Augmentation(**spec)}
     except TypeError as err:
         raise ConfigError(f"augment.transform: {err}; valid keys are the fields of mvit.data.Augmentation") from None
     except ValueError as err:

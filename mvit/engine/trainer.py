@@ -104,7 +104,7 @@ class _Run:
         for name, ds in (("train", train_set), ("val", val_set), ("test", test_set)):
             if ds is not None:
                 check_dataset(ds, model_cfg.num_classes, name)
-        self.val_set, self.test_set = val_set, test_set
+        self.train_set, self.val_set, self.test_set = train_set, val_set, test_set
         self.num_classes = model_cfg.num_classes
 
         d, o = cfg.data, cfg.optim
@@ -174,6 +174,8 @@ class _Run:
         cfg, ctx = self.cfg, self.ctx
         accum = cfg.optim.accum_steps
         self.order.set_epoch(self.epoch, start=self.micro * cfg.data.batch_size)
+        if hasattr(self.train_set, "reset_failures"):  # VideoDataset: unreadable files replaced this epoch
+            self.train_set.reset_failures()
         remaining = self.micro_per_epoch - self.micro
         bar = _progress(cfg, ctx, self.epoch, self.steps_per_epoch, self.micro // accum)
         self.net.train()
@@ -257,6 +259,8 @@ class _Run:
         total, count = self.epoch_loss
         record = {"epoch": epoch, "step": self.step, "lr": self.schedule(max(self.step - 1, 0)),
                   "train_loss": total / max(count, 1)}
+        if hasattr(self.train_set, "failures"):
+            record["unreadable_files"] = len(self.train_set.failures)
         self.epoch, self.micro, self.epoch_loss = epoch + 1, 0, [0.0, 0]
         every = cfg.run.eval_every_epochs
         if self.val_set is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == cfg.optim.epochs):
@@ -378,3 +382,34 @@ class _StopSignals:
     def __exit__(self, *exc) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
+
+
+def evaluate_checkpoint(cfg: TrainConfig, checkpoint: str | Path, source: str = "auto",
+                        splits: tuple[str, ...] = ("val", "test")) -> dict:
+    """Evaluate the weights in `checkpoint` (a training checkpoint, a state dict, or torchvision /
+    PySlowFast / pytorchvideo weights, see `mvit.convert`) on the datasets of ``cfg.data``.
+
+    ``"val"``: clip-level (one centre clip per video); ``"test"``: video-level multi-view
+    (``data.num_clips x data.num_crops`` views). Returns ``{split: evaluate(...) result}`` for the splits
+    the dataset has. Runs under torchrun too (each process takes a shard).
+    """
+    from .. import convert
+
+    ctx = distributed.setup(cfg.run.device)
+    try:
+        model = build_model_from_config(cfg.model)
+        convert.load_pretrained(model, checkpoint, source=source)
+        model.to(ctx.device)
+        _, val_set, test_set = build_datasets(cfg, model.config)
+        results = {}
+        for split, dataset in (("val", val_set), ("test", test_set)):
+            if split not in splits or dataset is None:
+                continue
+            check_dataset(dataset, model.config.num_classes, split)
+            results[split] = evaluate(model, eval_loader(cfg, dataset, ctx), multi_view=split == "test",
+                                      device=ctx.device, precision=cfg.run.precision, ctx=ctx)
+        if not results:
+            raise ConfigError(f"data.dataset={cfg.data.dataset!r} has none of the splits {list(splits)}")
+        return results
+    finally:
+        distributed.teardown(ctx)

@@ -1,0 +1,187 @@
+"""The command line: ``python -m mvit train | eval | flops | convert | recipes``.
+
+    python -m mvit train --config cpu_synthetic_mvit --output-dir runs/demo optim.epochs=2
+    torchrun --nproc_per_node 8 -m mvit train --config k400_mvit_b_16x4 --output-dir runs/k400 data.root=K400
+    python -m mvit eval --config k400_mvit_b_16x4 --checkpoint runs/k400/checkpoint.pt data.root=K400
+    python -m mvit flops mvit_b_16x4
+    python -m mvit convert mvit_v1_b-dbeb1030.pth mvit_b_16x4_k400.pt --from torchvision --model mvit_b_16x4
+
+Every subcommand documents its options under ``--help``; ``train --help`` also lists every config key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from . import convert
+from .engine.config import ConfigError, describe_keys, list_recipes, load_config
+
+EXIT_CONFIG = 2  # a bad config or argument (argparse uses 2 as well)
+EXIT_NON_FINITE = 3  # the loss became NaN or infinite
+
+
+def config_reference() -> str:
+    """Every config key with its type and default, section by section (for ``train --help``)."""
+    lines = ["config keys (key=value on the command line, values read as YAML; defaults are the paper's "
+             "Kinetics recipe):"]
+    for key, kind, default, comment in describe_keys():
+        lines.append(f"  {key} = {default!r}  [{kind}]" + (f"\n      {comment}" if comment else ""))
+    lines.append("  model.config.<field>: any MViTConfig field (see mvit.configs.MViTConfig), e.g. "
+                 "model.config.drop_path=0.1")
+    lines.append("  data.options.<name>: a further keyword argument of the dataset class")
+    lines.append(f"recipes (mvit/recipes): {', '.join(list_recipes())}")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="python -m mvit", description=__doc__, formatter_class=fmt)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a model with a recipe (resumes if DIR holds a checkpoint)",
+                           description="Train with the paper's recipe on the CPU, one GPU or many (torchrun). "
+                           "Resumes automatically when DIR holds checkpoint.pt. Writes DIR/checkpoint.pt, "
+                           "metrics.jsonl, config.yaml, environment.json.",
+                           epilog=config_reference(), formatter_class=fmt)
+    train.add_argument("--config", required=True, metavar="RECIPE_OR_FILE",
+                       help="a shipped recipe name (see below) or a YAML file")
+    train.add_argument("--output-dir", required=True, metavar="DIR", help="folder for checkpoints and logs")
+    train.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="config overrides with dotted keys, e.g. optim.epochs=5 model.config.drop_path=0.1")
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint: clip-level and video-level (multi-view) accuracy",
+                        description="Evaluate weights on the recipe's validation data: 'val' is clip-level "
+                        "(one centre clip per video), 'test' video-level (data.num_clips x data.num_crops views, "
+                        "softmax scores averaged). Prints top-1/top-5 as JSON.", formatter_class=fmt)
+    ev.add_argument("--config", required=True, metavar="RECIPE_OR_FILE", help="recipe name or YAML file")
+    ev.add_argument("--checkpoint", required=True, metavar="FILE",
+                    help="a training checkpoint.pt, a state dict, or torchvision / PySlowFast / pytorchvideo weights")
+    ev.add_argument("--source", default="auto", choices=("auto", *convert.SOURCES),
+                    help="layout of the checkpoint's weights (default: detected from its keys)")
+    ev.add_argument("--splits", default="val,test", metavar="LIST",
+                    help="comma-separated: val (clip-level), test (multi-view); default val,test")
+    ev.add_argument("--output", metavar="FILE.json",
+                    help="also write the full results (per-class accuracy, confusion matrix) here")
+    ev.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, as for train")
+
+    fl = sub.add_parser("flops", help="parameters and GFLOPs (multiply-adds) of a model",
+                        description="Parameters and forward GFLOPs per view (one multiply-add = one FLOP, the "
+                        "paper's convention; conv, linear, matmul and attention counted, see mvit.complexity).",
+                        formatter_class=fmt)
+    fl.add_argument("model", metavar="MODEL", help="a preset of mvit.list_models()")
+    fl.add_argument("--input-size", type=int, nargs=3, metavar=("T", "H", "W"),
+                    help="clip size (default: the preset's input_size)")
+    fl.add_argument("overrides", nargs="*", metavar="field=value",
+                    help="MViTConfig overrides, e.g. pool_mode=max num_classes=600")
+
+    cv = sub.add_parser("convert", help="convert checkpoints between torchvision / PySlowFast / pytorchvideo "
+                        "and this package", formatter_class=fmt,
+                        description="Rename (and reshape) the weights of a checkpoint into this package's layout "
+                        "(--from) or from it into torchvision's (--to torchvision). With --model, the result is "
+                        "loaded strictly into that preset first, so a mismatch is reported before anything is written.")
+    cv.add_argument("input", metavar="IN", help="checkpoint file to read (torch.save format)")
+    cv.add_argument("output", metavar="OUT", help="state dict file to write")
+    direction = cv.add_mutually_exclusive_group(required=True)
+    direction.add_argument("--from", dest="source", choices=("auto", *convert.SOURCES[1:]),
+                           help="the layout of IN, converted to this package's")
+    direction.add_argument("--to", dest="target", choices=("torchvision",),
+                           help="convert IN (this package's layout) to this layout")
+    cv.add_argument("--model", metavar="MODEL", help="check the weights against this preset (recommended)")
+    cv.add_argument("overrides", nargs="*", metavar="field=value", help="MViTConfig overrides for --model")
+
+    sub.add_parser("recipes", help="list the shipped recipes", description="List the recipes in mvit/recipes.")
+    return parser
+
+
+def _model_overrides(model: str, items: Sequence[str]) -> dict:
+    """``field=value`` pairs for the preset `model`, checked like the ``model.config.*`` keys of a recipe."""
+    return load_config(None, [f"model.name={model}", *(f"model.config.{item}" for item in items)]).model.config
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .engine import NonFiniteLossError, TrainingInterrupted, train
+
+    cfg = load_config(args.config, [*args.overrides, f"run.output_dir={args.output_dir}"])
+    try:
+        history = train(cfg)
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_NON_FINITE
+    except TrainingInterrupted as err:
+        print(f"stopped: {err}", file=sys.stderr)
+        return 128 + err.signum
+    last = history["epochs"][-1] if history["epochs"] else {}
+    summary = {k: v for k, v in last.items() if isinstance(v, (int, float))}
+    if history["test"]:
+        summary.update({f"test_{k}": history["test"][k] for k in ("top1", "top5", "num_samples")})
+    print(json.dumps(summary))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .engine import evaluate_checkpoint
+
+    cfg = load_config(args.config, args.overrides)
+    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
+    unknown = [s for s in splits if s not in ("val", "test")]
+    if unknown:
+        raise ConfigError(f"--splits: unknown split(s) {unknown}; use val, test or val,test")
+    results = evaluate_checkpoint(cfg, args.checkpoint, source=args.source, splits=splits)
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
+    brief = {split: {k: v for k, v in r.items() if isinstance(v, (int, float))} for split, r in results.items()}
+    print(json.dumps(brief, indent=1))
+    return 0
+
+
+def _flops(args: argparse.Namespace) -> int:
+    from .complexity import count_flops, count_params
+    from .model import build_model
+
+    overrides = _model_overrides(args.model, args.overrides)
+    if args.input_size:
+        overrides["input_size"] = tuple(args.input_size)
+    model = build_model(args.model, **overrides)
+    shape = (1, model.config.in_channels, *model.config.input_size)
+    params, gflops = count_params(model), count_flops(model, shape)
+    print(json.dumps({"model": args.model, "input": list(shape[1:]), "params": params,
+                      "params_M": round(params / 1e6, 3), "gflops_per_view": round(gflops, 3)}))
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    state = convert.unwrap(torch.load(args.input, map_location="cpu", weights_only=True))
+    if args.target:
+        ours = state
+        out = convert.to_torchvision(state)
+    else:
+        source = convert.detect_source(state) if args.source == "auto" else args.source
+        ours = out = getattr(convert, f"from_{source}")(state)
+    if args.model:
+        from .model import build_model
+
+        convert.load_pretrained(build_model(args.model, **_model_overrides(args.model, args.overrides)), ours, source="mvit")
+    elif args.overrides:
+        raise ConfigError("field=value overrides only apply with --model")
+    torch.save(out, args.output)
+    print(f"wrote {len(out)} tensors to {args.output}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "recipes":
+        print("\n".join(list_recipes()))
+        return 0
+    handler = {"train": _train, "eval": _eval, "flops": _flops, "convert": _convert}[args.command]
+    try:
+        return handler(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
