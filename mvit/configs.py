@@ -131,7 +131,9 @@ def pool_kernel_for(stride: Triple, rule: Union[Triple, str]) -> Triple:
 
 
 def _padding(kernel: Triple) -> Triple:
-    return tuple(k // 2 for k in kernel)  # type: ignore[return-value]
+    """Padding of a pooling kernel: ``(k - 1) // 2`` (= ``k // 2`` for odd kernels; an even kernel equal to
+    the stride, Table 15's "kernel = stride", then keeps exactly ``L / s`` positions like the skip path)."""
+    return tuple((k - 1) // 2 for k in kernel)  # type: ignore[return-value]
 
 
 def block_schedule(cfg: MViTConfig) -> list[BlockSpec]:

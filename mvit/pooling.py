@@ -21,7 +21,8 @@ class Pool(nn.Module):
         mode: ``"conv"`` (a depthwise Conv3d followed by LayerNorm over the channels, the paper's
             default), ``"max"`` or ``"avg"``.
         dim: channels per token (for attention: channels per head, shared by all heads).
-        kernel, stride: per axis (T, H, W); padding is ``kernel // 2``.
+        kernel, stride: per axis (T, H, W); padding is ``(kernel - 1) // 2`` (``kernel // 2`` for the
+            odd kernels of the paper's models; an even kernel equal to the stride keeps ``L / s`` positions).
         has_cls: whether the sequence starts with a class token that bypasses the pooling.
         norm_eps: epsilon of the LayerNorm that follows conv pooling.
 
@@ -32,7 +33,7 @@ class Pool(nn.Module):
                  norm_eps: float = 1e-6) -> None:
         super().__init__()
         self.kernel, self.stride = tuple(kernel), tuple(stride)
-        padding = tuple(k // 2 for k in kernel)
+        padding = tuple((k - 1) // 2 for k in kernel)
         self.has_cls = has_cls
         if mode == "conv":
             self.op: nn.Module = nn.Conv3d(dim, dim, kernel, stride, padding, groups=dim, bias=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import mvit
 from mvit.configs import MViTConfig, block_schedule, get_config, pool_kernel_for
@@ -87,6 +88,14 @@ def test_max_preset_uses_kernel_stride_plus_one():
     schedule = block_schedule(get_config("mvit_b_16x4_max"))
     assert schedule[0].kv_kernel == (1, 9, 9) and schedule[1].q_kernel == (1, 3, 3)
     assert schedule[14].kv_kernel is None  # stride 1x1x1 and kernel 1: nothing to pool
+
+
+@pytest.mark.parametrize("rule", ["stride", "stride+1", "2stride+1"])
+def test_every_table15_kernel_rule_keeps_the_query_grid_of_the_pooled_skip(rule):
+    """An even kernel (kernel = stride) must halve 56 to 28 like the skip's max pool, not give 29."""
+    model = mvit.build_model("mvit_tiny", pool_mode="max", pool_kernel=rule, input_size=(4, 32, 32))
+    assert [spec.out_thw for spec in model.schedule] == [(2, 8, 8), (2, 4, 4), (2, 4, 4), (2, 2, 2)]
+    assert model(torch.randn(1, 3, 4, 32, 32)).shape == (1, 10)
 
 
 def test_unknown_model_lists_the_known_ones():

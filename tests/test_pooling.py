@@ -35,7 +35,7 @@ def test_output_grid_follows_the_formula_and_matches_pytorch_pooling(kernel, str
     torch.manual_seed(0)
     dim = 4
     x = torch.randn(2, 1 + math.prod(grid), dim)
-    padding = tuple(k // 2 for k in kernel)
+    padding = tuple((k - 1) // 2 for k in kernel)  # = k // 2 for odd kernels
     expected_thw = tuple(formula(n, k, s, p) for n, k, s, p in zip(grid, kernel, stride, padding))
     assert conv_output_size(grid, kernel, stride, padding) == expected_thw
 
