@@ -30,9 +30,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 
+# The book's kernels must use matplotlib's inline backend, or no figure reaches the pages: drop the
+# MPLBACKEND=Agg exported above for the build.
 book: setup
 	@start=$$(date +%s); \
-	$(VENV)/bin/jupyter-book build -W -n --keep-going book/ && \
+	env -u MPLBACKEND $(VENV)/bin/jupyter-book build -W -n --keep-going book/ && \
 	echo "book built in $$(( $$(date +%s) - start )) s: book/_build/html/index.html"
 
 test: setup

@@ -3,8 +3,9 @@
 Run after `make book` (the Makefile's `test` target does): the site must exist in
 book/_build/html. For every page in book/_toc.yml the test checks that the page loads without
 severe console errors, that MathJax has typeset every equation (and none failed to parse), that
-every image has loaded, and that every ipywidgets explorer shows its static fallback: the note
-added by book/_static/widget_fallback.js, and a figure in the output of the same cell.
+every image has loaded and every chapter shows at least one computed figure, and that every
+ipywidgets explorer shows its static fallback: the note added by book/_static/widget_fallback.js,
+and a figure in the output of the same cell.
 
 Without chromium the test skips, unless MVIT_REQUIRE_BROWSER=1 (CI sets it): then it fails.
 """
@@ -150,6 +151,13 @@ def test_page(browser, site_url, page):
         f"{page}: MathJax typeset {math['typeset']} of {math['total']} equations"
     )
     assert not math["errors"], f"{page}: MathJax could not parse: {math['errors']}"
+
+    if (BOOK / f"{page}.ipynb").is_file():  # every chapter shows at least one figure it computed
+        figures = browser.execute_script("return document.querySelectorAll('.cell_output img').length")
+        assert figures > 0, (
+            f"{page}: no figure in any cell output; did the kernels run with a non-inline matplotlib "
+            "backend (e.g. MPLBACKEND=Agg)?"
+        )
 
     broken = browser.execute_script(
         "return [...document.images]"
