@@ -1,0 +1,99 @@
+"""Prepare Something-Something v2 (Goyal et al. 2017) for `mvit.data.VideoDataset`.
+
+The dataset cannot be downloaded by a script: get it from its publisher (a registration is needed),
+unpack the videos (``<id>.webm``) into one folder and keep the label files
+``something-something-v2-labels.json``, ``-train.json`` and ``-validation.json`` in another.
+
+This script re-encodes each webm (VP9) as H.264 mp4, which decord and PyAV seek in much faster, into
+``OUT/videos/<id>.mp4`` (--short-side resizes as well; --no-transcode keeps the webm files and points
+the annotations at them), and writes ``OUT/train.csv``, ``OUT/val.csv`` (``<path> <label>`` lines) and
+``OUT/classes.txt`` (the 174 templates; line i is label i). Train with ``sampling="segment"`` and
+``Augmentation(flip=False)``: left and right are part of the labels. Resumable: videos already
+written are skipped. Example:
+
+    python data_scripts/ssv2.py --videos ssv2/20bn-something-something-v2 --labels ssv2/labels \\
+        --out data/ssv2 --workers 16
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+from _common import log, parser, require, run_all, setup_logging, write_lines
+
+LABEL_FILES = {"classes": "something-something-v2-labels.json", "train": "something-something-v2-train.json",
+               "val": "something-something-v2-validation.json"}
+
+
+def read_split(path: Path, classes: dict[str, int]) -> list[tuple[str, int]]:
+    """``[(video id, label), ...]`` of a split file; the label is the entry's template without brackets."""
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    samples = []
+    for number, entry in enumerate(entries):
+        try:
+            template = entry["template"].replace("[", "").replace("]", "")
+            samples.append((str(entry["id"]), classes[template]))
+        except KeyError as error:
+            raise SystemExit(f"error: {path}, entry {number} ({entry}): {error} is not a known field or template; "
+                             f"is {path.name} from the same release as {LABEL_FILES['classes']}?") from None
+    return samples
+
+
+def transcode_one(video_id: str, videos: Path, out: Path, short_side: int | None) -> str | None:
+    from mvit.data import VideoDecodeError, transcode
+
+    target = out / "videos" / f"{video_id}.mp4"
+    if target.exists():
+        return None
+    try:
+        transcode(videos / f"{video_id}.webm", target, short_side=short_side)
+    except VideoDecodeError as error:
+        return str(error)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__)
+    p.add_argument("--videos", type=Path, required=True, help="folder of <id>.webm files")
+    p.add_argument("--labels", type=Path, required=True, help="folder of the something-something-v2-*.json files")
+    p.add_argument("--short-side", type=int, default=None, help="resize the short side (default: keep the size)")
+    p.add_argument("--no-transcode", action="store_true", help="keep the webm files; annotations point at them")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    args = p.parse_args(argv)
+    setup_logging()
+    hint = "download Something-Something v2 from its publisher and unpack it"
+    require(args.videos, "video folder", hint)
+    names = json.loads(require(args.labels / LABEL_FILES["classes"], "label file", hint).read_text(encoding="utf-8"))
+    classes = {name: int(index) for name, index in names.items()}
+    splits = {split: read_split(require(args.labels / LABEL_FILES[split], "label file", hint), classes)
+              for split in ("train", "val")}
+    ids = [video_id for samples in splits.values() for video_id, _ in samples]
+    if args.no_transcode:
+        relative = {video_id: f"{video_id}.webm" for video_id in ids}
+        todo = []
+    else:
+        relative = {video_id: f"videos/{video_id}.mp4" for video_id in ids}
+        todo = [video_id for video_id in ids if not (args.out / relative[video_id]).exists()]
+    log.info(f"{len(classes)} classes; train {len(splits['train'])}, val {len(splits['val'])} videos; "
+             f"{len(todo)} to transcode")
+    if args.dry_run:
+        log.info("dry run: nothing written")
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = run_all(todo, functools.partial(transcode_one, videos=args.videos, out=args.out,
+                                             short_side=args.short_side), args.workers)
+    root = args.videos if args.no_transcode else args.out
+    write_lines(args.out / "classes.txt", sorted(classes, key=classes.get))
+    for split, samples in splits.items():
+        count = write_lines(args.out / f"{split}.csv", (f"{relative[v]} {label}" for v, label in samples
+                                                        if (root / relative[v]).exists()))
+        log.info(f"{args.out / f'{split}.csv'}: {count} videos (paths relative to {root})")
+    write_lines(args.out / "failed.txt", (f"{video_id}: {reason}" for video_id, reason in failed))
+    log.info(f"{len(failed)} videos failed (listed in {args.out / 'failed.txt'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

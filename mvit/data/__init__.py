@@ -1,0 +1,26 @@
+"""Video and image data: decoding (decord, PyAV fallback), clip sampling, datasets, the paper's
+augmentations, Mixup/CutMix, repeated augmentation, and a synthetic video dataset (paper §4, §5,
+Appendix D)."""
+
+from . import synthetic
+from .annotations import read_annotation_file, read_class_folders
+from .decoding import VideoDecodeError, open_video, read_frames, sample_video_path
+from .encoding import transcode, write_video
+from .failures import Failure, TooManyFailures, UnreadableFile
+from .images import DigitsDataset, ImageFolderDataset
+from .mixup import MixupCutmix, smooth_one_hot
+from .sampler import RepeatAugSampler
+from .sampling import segment_clip, stride_clip, uniform_positions
+from .synthetic import SyntheticVideoDataset
+from .transforms import (IMAGENET_AUGMENTATION, IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, KINETICS_STD,
+                         Augmentation, EvalTransform, ImageTransform, TrainTransform)
+from .video_dataset import VideoDataset
+
+__all__ = [
+    "Augmentation", "DigitsDataset", "EvalTransform", "Failure", "IMAGENET_AUGMENTATION", "IMAGENET_MEAN",
+    "IMAGENET_STD", "ImageFolderDataset", "ImageTransform", "KINETICS_MEAN", "KINETICS_STD", "MixupCutmix",
+    "RepeatAugSampler", "SyntheticVideoDataset", "TooManyFailures", "TrainTransform", "UnreadableFile",
+    "VideoDataset", "VideoDecodeError", "open_video", "read_annotation_file", "read_class_folders",
+    "read_frames", "sample_video_path", "segment_clip", "smooth_one_hot", "stride_clip", "synthetic",
+    "transcode", "uniform_positions", "write_video",
+]

@@ -1,0 +1,118 @@
+"""Bad files never crash an epoch: they are replaced, warned about, counted, and reported.
+
+A dataset that meets a missing, empty, truncated or non-video file warns (naming the file), records
+the failure in its `FailureLog`, and returns another sample in its place. The log lives in a small
+file so that failures met inside DataLoader worker processes reach the main process too: at the end of
+an epoch the engine reads ``dataset.failures`` and calls ``dataset.reset_failures()``. When more than
+``max_failures`` are recorded, loading stops with `TooManyFailures`, which lists them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import warnings
+import weakref
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+class Failure(NamedTuple):
+    path: str
+    reason: str
+
+
+class UnreadableFile(RuntimeError):
+    """A sample's file is missing, empty, truncated, or not what it claims to be; the message names it."""
+
+
+class TooManyFailures(RuntimeError):
+    """More files failed to load than the dataset's `max_failures` allows."""
+
+
+def _remove_if_owner(path: str, owner_pid: int) -> None:
+    if os.getpid() == owner_pid and os.path.exists(path):
+        os.remove(path)
+
+
+class FailureLog:
+    """Failures shared by a dataset and its copies in DataLoader workers (one line per failure,
+    appended atomically to a temporary file that the creating process removes)."""
+
+    def __init__(self, max_failures: int) -> None:
+        if max_failures < 0:
+            raise ValueError(f"max_failures must be >= 0, got {max_failures}")
+        self.max_failures = max_failures
+        handle, self.path = tempfile.mkstemp(prefix="mvit-failures-", suffix=".log")
+        os.close(handle)
+        weakref.finalize(self, _remove_if_owner, self.path, os.getpid())
+
+    def record(self, path: str, reason: str) -> None:
+        line = (path.replace("\t", " ") + "\t" + " ".join(reason.split()) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def read(self) -> list[Failure]:
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, encoding="utf-8") as f:
+            return [Failure(*line.rstrip("\n").split("\t", 1)) for line in f if line.strip()]
+
+    def reset(self) -> None:
+        open(self.path, "w").close()
+
+
+class FileDataset(torch.utils.data.Dataset):
+    """A dataset of files ``root / samples[i][0]`` with labels ``samples[i][1]``, that replaces a file
+    it cannot read. Subclasses set `root` and `samples`, call `_init_failures`, and implement `_load`
+    (raising `UnreadableFile` for a bad file)."""
+
+    root: Path
+    samples: list[tuple[str, int]]
+
+    def _init_failures(self, max_failures: int | None) -> None:
+        """`max_failures` None: 1% of the dataset, at least 10."""
+        if max_failures is None:
+            max_failures = max(10, math.ceil(0.01 * len(self.samples)))
+        self._failures = FailureLog(max_failures)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def failures(self) -> list[Failure]:
+        """Files that failed to load since the last `reset_failures()`, in all worker processes."""
+        return self._failures.read()
+
+    def reset_failures(self) -> None:
+        self._failures.reset()
+
+    def _load(self, index: int):
+        raise NotImplementedError
+
+    def __getitem__(self, index: int):
+        """``_load(index)``; when it raises `UnreadableFile`, warn, record the failure and load another
+        index drawn from torch's random generator (deterministic under a fixed seed) instead. Raises
+        `TooManyFailures` once more than ``max_failures`` failures are recorded."""
+        log = self._failures
+        while True:
+            try:
+                return self._load(index)
+            except UnreadableFile as error:
+                path = str(self.root / self.samples[index][0])
+                log.record(path, str(error))
+                failures = log.read()
+                if len(failures) > log.max_failures:
+                    listing = "\n".join(f"  {f.path}: {f.reason}" for f in failures[:50])
+                    more = f"\n  ... and {len(failures) - 50} more" if len(failures) > 50 else ""
+                    raise TooManyFailures(
+                        f"{len(failures)} files failed to load (more than max_failures={log.max_failures}); "
+                        f"fix or remove them, or raise max_failures:\n{listing}{more}") from error
+                warnings.warn(f"skipping unreadable sample {path}: {error}; using another sample in its place",
+                              RuntimeWarning, stacklevel=2)
+                index = int(torch.randint(len(self.samples), ()).item())

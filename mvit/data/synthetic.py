@@ -1,0 +1,225 @@
+"""A synthetic video dataset whose classes only time can tell apart: our CPU stand-in for
+Something-Something (paper §4.1, Table 9's frame-shuffle test).
+
+Ten classes in five pairs. Within a pair, the second class is exactly the first played backwards:
+the clip of class ``2k + 1`` drawn with some random parameters is the clip of class ``2k`` drawn with
+the same parameters, frames in reverse order. So:
+
+- no single frame tells the two classes of a pair apart (a random frame of one class has the same
+  distribution as a random frame of its twin), nor does the *set* of frames: a clip with its frames
+  shuffled carries no information about which twin it is. A model can only beat 50% within a pair by
+  using temporal order, and shuffled clips cap any model at 50% (Table 9's test becomes sharp);
+- appearance is random and shared by all classes: background colour and noise, object colours,
+  shapes (except that the last pair is defined by *which* of a disc and a square shows first), sizes,
+  positions, speeds.
+
+The same function, `render_sample`, makes the frames of the in-memory `SyntheticVideoDataset` and of
+the mp4 files written by `generate`, so the two are identical up to video compression.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .encoding import write_video
+from .transforms import KINETICS_MEAN, KINETICS_STD, frames_to_tensor, normalize
+
+CLASSES = (
+    "moving right", "moving left",
+    "moving down", "moving up",
+    "turning clockwise", "turning counter-clockwise",
+    "approaching", "receding",
+    "disc then square", "square then disc",
+)
+FAMILIES = ("horizontal", "vertical", "rotation", "scale", "order")  # pair k: classes 2k, 2k + 1
+SPLITS = {"train": 0, "val": 1, "test": 2}
+FPS = 8.0
+
+
+# Signed distances (pixels; negative inside) of the shapes, on broadcast coordinate offsets.
+def _disc(dx, dy, r):
+    return np.sqrt(dx * dx + dy * dy) - r
+
+
+def _square(dx, dy, r):
+    return np.maximum(np.abs(dx), np.abs(dy)) - 0.89 * r  # about the area of a disc of radius r
+
+
+def _diamond(dx, dy, r):
+    return (np.abs(dx) + np.abs(dy) - 1.25 * r) / np.sqrt(2.0)
+
+
+SHAPES = (_disc, _square, _diamond)
+
+
+def _segment(px, py, ax, ay, bx, by, half_width):
+    """Distance to the segment from ``a`` to ``b``, minus `half_width` (a bar with round ends)."""
+    vx, vy = bx - ax, by - ay
+    t = np.clip(((px - ax) * vx + (py - ay) * vy) / (vx * vx + vy * vy), 0.0, 1.0)
+    return np.hypot(px - ax - t * vx, py - ay - t * vy) - half_width
+
+
+def _colours(rng: np.random.Generator, count: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A background colour and `count` object colours on the other side of mid-grey (dark on light or
+    light on dark, at random), so objects always stand out."""
+    dark = rng.random() < 0.5
+    background = rng.uniform(0.0, 0.35, 3) if dark else rng.uniform(0.65, 1.0, 3)
+    objects = [rng.uniform(0.6, 1.0, 3) if dark else rng.uniform(0.0, 0.4, 3) for _ in range(count)]
+    return background, objects
+
+
+def _render_forward(family: str, num_frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Float frames ``(T, S, S, 3)`` in [0, 1] of the first class of `family`, parameters from `rng`."""
+    s = float(size)
+    t = np.linspace(0.0, 1.0, num_frames)[:, None, None]  # (T, 1, 1) normalised time
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5  # pixel centres, (S, S)
+    background, colours = _colours(rng, 2)
+    layers: list[tuple[np.ndarray, np.ndarray]] = []  # (signed distance (T, S, S), colour)
+
+    if family in ("horizontal", "vertical"):
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        r = rng.uniform(0.12, 0.17) * s
+        travel = rng.uniform(0.4, 0.6) * s
+        along = rng.uniform(r, s - r - travel) + travel * t  # moves right (or down) over the clip
+        across = rng.uniform(r, s - r)
+        cx, cy = (along, across) if family == "horizontal" else (across, along)
+        layers.append((shape(x - cx, y - cy, r), colours[0]))
+    elif family == "rotation":
+        length = rng.uniform(0.26, 0.32) * s
+        tip = rng.uniform(0.08, 0.11) * s
+        margin = length + tip
+        px, py = rng.uniform(margin, s - margin, 2)
+        angle = rng.uniform(0, 2 * np.pi) + np.deg2rad(rng.uniform(120, 200)) * t  # clockwise (y points down)
+        bx, by = px + length * np.cos(angle), py + length * np.sin(angle)
+        hand = np.minimum(_segment(x, y, px, py, bx, by, rng.uniform(0.03, 0.05) * s), _disc(x - bx, y - by, tip))
+        layers.append((hand, colours[0]))
+    elif family == "scale":
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        r_start, growth = rng.uniform(0.07, 0.1) * s, rng.uniform(2.5, 3.5)
+        r = r_start * growth ** t  # grows: approaching
+        r_end = r_start * growth
+        cx, cy = rng.uniform(min(r_end, s / 2), max(s - r_end, s / 2), 2)
+        layers.append((shape(x - cx, y - cy, r), colours[0]))
+    elif family == "order":
+        r = rng.uniform(0.13, 0.18) * s
+        left, right = rng.uniform(r, s / 2 - r / 2), rng.uniform(s / 2 + r / 2, s - r)
+        disc_x, square_x = (left, right) if rng.random() < 0.5 else (right, left)
+        disc_y, square_y = rng.uniform(r, s - r, 2)
+        duration = max(1, num_frames // 4)
+        half = num_frames // 2
+        first = rng.integers(0, half - duration + 1)
+        second = rng.integers(num_frames - half, num_frames - duration + 1)
+        frame = np.arange(num_frames)[:, None, None]
+        hidden = 1e6  # a distance that draws nothing
+        disc_on = (frame >= first) & (frame < first + duration)
+        square_on = (frame >= second) & (frame < second + duration)
+        layers.append((np.where(disc_on, _disc(x - disc_x, y - disc_y, r), hidden), colours[0]))
+        layers.append((np.where(square_on, _square(x - square_x, y - square_y, r), hidden), colours[1]))
+    else:
+        raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
+
+    noise = rng.uniform(0.0, 0.05)
+    video = background + noise * rng.standard_normal((num_frames, size, size, 3))
+    for distance, colour in layers:
+        cover = np.clip(0.5 - np.broadcast_to(distance, (num_frames, size, size)), 0.0, 1.0)[..., None]
+        video = video * (1 - cover) + colour * cover
+    return video
+
+
+def render_clip(label: int, num_frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 frames ``(num_frames, size, size, 3)`` of class `label`, parameters drawn from `rng`."""
+    if not 0 <= label < len(CLASSES):
+        raise ValueError(f"label must lie in [0, {len(CLASSES) - 1}], got {label}")
+    if num_frames < 4 or size < 16:
+        raise ValueError(f"need num_frames >= 4 and size >= 16 to draw the classes, got {num_frames}, {size}")
+    video = _render_forward(FAMILIES[label // 2], num_frames, size, rng)
+    if label % 2:
+        video = video[::-1]
+    return np.round(np.clip(video, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def sample_label(index: int) -> int:
+    """Labels cycle through the classes, so every split is balanced."""
+    return index % len(CLASSES)
+
+
+def render_sample(split: str, index: int, num_frames: int, size: int, seed: int) -> tuple[np.ndarray, int]:
+    """``(frames uint8 (T, S, S, 3), label)`` of sample `index` of `split`; its parameters come from a generator seeded by ``(seed, split, index)``."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
+    label = sample_label(index)
+    rng = np.random.default_rng([seed, SPLITS[split], index])
+    return render_clip(label, num_frames, size, rng), label
+
+
+class SyntheticVideoDataset(torch.utils.data.Dataset):
+    """In memory, no files: items ``(clip, label)`` with clip float ``(3, num_frames, size, size)``,
+    normalised as `VideoDataset` normalises (mean 0.45, std 0.225). Deterministic: item ``i`` is the
+    same on every call and equals, up to compression, the video ``generate`` writes for it."""
+
+    classes = CLASSES
+    num_classes = len(CLASSES)
+
+    def __init__(self, split: str = "train", num_samples: int = 500, num_frames: int = 8, size: int = 32,
+                 seed: int = 0) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        self.split, self.num_samples, self.num_frames, self.size, self.seed = split, num_samples, num_frames, size, seed
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def frames(self, index: int) -> tuple[np.ndarray, int]:
+        """``(uint8 frames (T, S, S, 3), label)`` of item `index`, before normalisation."""
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"index {index} out of range for {self.num_samples} samples")
+        return render_sample(self.split, index, self.num_frames, self.size, self.seed)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        frames, label = self.frames(index)
+        clip = normalize(frames_to_tensor(torch.from_numpy(frames)), KINETICS_MEAN, KINETICS_STD)
+        return clip.permute(1, 0, 2, 3).contiguous(), label
+
+
+def generate(out_dir: str | os.PathLike, num_train: int = 500, num_val: int = 100, num_frames: int = 16,
+             size: int = 64, seed: int = 0) -> dict[str, Path]:
+    """Write the synthetic dataset as mp4 files: ``out_dir/{train,val}/NNNNNN.mp4``, the annotation
+    files ``train.csv`` / ``val.csv`` (``train/000000.mp4 0`` per line, for `VideoDataset`), and
+    ``classes.txt`` (one class name per line, line i = label i).
+
+    Resumable: videos that already exist are kept (files appear whole or not at all). `out_dir`
+    remembers its settings in ``synthetic.json``; resuming with other settings is an error.
+    Returns the paths ``{"root", "train", "val", "classes"}``."""
+    if size % 2:
+        raise ValueError(f"size must be even (mp4 stores colour at half resolution), got {size}")
+    out_dir = Path(out_dir)
+    settings = dict(num_frames=num_frames, size=size, seed=seed)
+    paths = {"root": out_dir, "train": out_dir / "train.csv", "val": out_dir / "val.csv",
+             "classes": out_dir / "classes.txt"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = out_dir / "synthetic.json"
+    if record.exists():
+        previous = json.loads(record.read_text())
+        if previous != settings:
+            raise ValueError(f"{out_dir} holds a synthetic set made with {previous}, not {settings}; "
+                             "use another folder or delete this one")
+    record.write_text(json.dumps(settings))
+    for split, count in (("train", num_train), ("val", num_val)):
+        lines = []
+        for index in range(count):
+            name = f"{split}/{index:06d}.mp4"
+            label = sample_label(index)
+            if not (out_dir / name).exists():
+                frames, _ = render_sample(split, index, num_frames, size, seed)
+                write_video(out_dir / name, frames, FPS)
+            lines.append(f"{name} {label}\n")
+        paths[split].write_text("".join(lines))
+    paths["classes"].write_text("".join(f"{name}\n" for name in CLASSES))
+    return paths
