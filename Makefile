@@ -9,7 +9,6 @@ STAMP  := $(VENV)/.installed
 # On x86_64 Linux these two releases are the ones this project is tested with (pip takes them
 # from the local wheel cache when it has them). Elsewhere pip resolves the ranges in pyproject.toml.
 TORCH_PIN ?= $(shell [ "$$(uname -s)-$$(uname -m)" = "Linux-x86_64" ] && echo "torch==2.14.1 torchvision==0.29.1")
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
 .PHONY: setup book test test-unit test-notebooks test-book student bench clean help
@@ -30,11 +29,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 
-# The book's kernels must use matplotlib's inline backend, or no figure reaches the pages: drop the
-# MPLBACKEND=Agg exported above for the build.
 book: setup
 	@start=$$(date +%s); \
-	env -u MPLBACKEND $(VENV)/bin/jupyter-book build -W -n --keep-going book/ && \
+	$(VENV)/bin/jupyter-book build -W -n --keep-going book/ && \
 	echo "book built in $$(( $$(date +%s) - start )) s: book/_build/html/index.html"
 
 test: setup
