@@ -164,7 +164,8 @@ def build_datasets(cfg: TrainConfig, model_cfg: MViTConfig) -> tuple[Dataset, Op
             raise ConfigError(f"data.root={str(root)!r} has no {path.name}; a video dataset folder holds train.csv "
                               "and val.csv (lines 'relative/path.mp4 label'), see data_scripts/")
     common = dict(video_root=root, num_frames=t, sampling_rate=d.sampling_rate, crop_size=size,
-                  num_clips=d.num_clips, num_crops=d.num_crops)
+                  num_clips=d.num_clips, num_crops=d.num_crops,
+                  num_classes=model_cfg.num_classes)  # labels are checked against the model's head
     return (_construct(data.VideoDataset, d.options, annotation_file=annotations["train"], mode="train",
                        **augmentation, **common),
             _construct(data.VideoDataset, d.options, annotation_file=annotations["val"], mode="val", **common),

@@ -1,0 +1,70 @@
+"""Every shipped recipe builds its model and takes optimizer steps on the CPU (tiny random data, input
+shrunk where the model is big), and its data settings are accepted by its dataset class."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+from torchvision.io import write_png
+
+from mvit.configs import get_config
+from mvit.data import synthetic
+from mvit.engine import list_recipes, load_config, train
+from mvit.engine.data import build_datasets
+
+SMALL_INPUT = {"video": [4, 64, 64], "imagefolder": [1, 64, 64]}  # the paper-scale recipes, shrunk
+
+
+def _cpu_step_overrides(name: str, tmp_path) -> list[str]:
+    cfg = load_config(name)
+    shrink = SMALL_INPUT.get(cfg.data.dataset)
+    return ([f"model.config.input_size={shrink}"] if shrink else []) + [
+        "data.batch_size=1", "data.num_workers=0", "optim.epochs=1", "optim.warmup_epochs=0", "run.device=cpu",
+        "run.eval_every_epochs=0", "run.multi_view_eval=false", "run.progress=false", "run.log_every_steps=1",
+        f"run.output_dir={tmp_path}"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list_recipes())
+def test_recipe_takes_optimizer_steps_on_the_cpu(name, tmp_path):
+    torch.set_num_threads(1)
+    cfg = load_config(name, _cpu_step_overrides(name, tmp_path))
+    model_cfg = get_config(cfg.model.name, **cfg.model.config)
+    t, h, w = model_cfg.input_size
+    shape = (3, h, w) if t == 1 else (3, t, h, w)
+    data = TensorDataset(torch.randn(1, *shape), torch.tensor([model_cfg.num_classes - 1]))
+    steps = train(cfg, data)["steps"]
+    assert len(steps) == cfg.augment.repeat_aug and all(torch.isfinite(torch.tensor(s["loss"])) for s in steps)
+    assert steps[0]["lr"] == pytest.approx(cfg.optim.lr / cfg.optim.lr_reference_batch)  # batch 1, no warmup
+
+
+@pytest.fixture(scope="module")
+def data_roots(tmp_path_factory):
+    """A 2-video dataset folder (train.csv, val.csv) and a 2-class image folder tree."""
+    root = tmp_path_factory.mktemp("data")
+    synthetic.generate(root / "videos", num_train=2, num_val=2, num_frames=16, size=32, seed=0)
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (root / "images" / split / c).mkdir(parents=True)
+            write_png(torch.randint(0, 255, (3, 40, 48), dtype=torch.uint8), str(root / "images" / split / c / "0.png"))
+    return {"video": root / "videos", "imagefolder": root / "images"}
+
+
+@pytest.mark.parametrize("name", list_recipes())
+def test_recipe_data_settings_build_its_datasets(name, data_roots):
+    cfg = load_config(name)
+    overrides = ([f"data.root={data_roots[cfg.data.dataset]}"] if cfg.data.dataset in data_roots else [])
+    if cfg.data.dataset == "imagefolder":
+        overrides.append("model.config.num_classes=2")
+    shrink = SMALL_INPUT.get(cfg.data.dataset)
+    cfg = load_config(name, overrides + ([f"model.config.input_size={shrink}"] if shrink else []))
+    model_cfg = get_config(cfg.model.name, **cfg.model.config)
+    train_set, val_set, test_set = build_datasets(cfg, model_cfg)
+    t, h, w = model_cfg.input_size
+    clip, label = train_set[0]
+    assert tuple(clip.shape) == ((3, h, w) if t == 1 else (3, t, h, w)) and 0 <= label < model_cfg.num_classes
+    assert val_set[0][0].shape == clip.shape
+    if test_set is not None:
+        views, _ = test_set[0]
+        assert tuple(views.shape) == (cfg.data.num_clips * cfg.data.num_crops, *clip.shape)
