@@ -52,7 +52,7 @@ def test_auto_falls_back_to_pyav_without_decord(monkeypatch, caplog):
 
 def test_auto_falls_back_to_pyav_when_decord_fails_on_a_file(monkeypatch, caplog):
     def broken(path):
-        raise decoding.VideoDecodeError(f"{path}: decord cannot open it (simulated)")
+        raise decoding.VideoDecodeError(path, "decord cannot open it (simulated)")
 
     monkeypatch.setattr(decoding, "DecordVideo", broken)
     monkeypatch.setattr(decoding, "_fallback_logged", set())

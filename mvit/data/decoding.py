@@ -60,7 +60,7 @@ class Video:
         try:
             return self._read(indices)
         except Exception as error:  # a file that opens but fails mid-stream (truncated, corrupt packets)
-            raise VideoDecodeError(f"{self.path}: {self.backend} failed while decoding frames: {error}") from error
+            raise VideoDecodeError(self.path, f"{self.backend} failed while decoding frames ({_reason(error)})") from error
 
     def close(self) -> None:
         pass
@@ -82,9 +82,9 @@ class DecordVideo(Video):
         try:
             self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=1)
         except Exception as error:
-            raise VideoDecodeError(f"{self.path}: decord cannot open it ({str(error).strip()[:200]})") from error
+            raise VideoDecodeError(self.path, "decord cannot open it") from error
         if len(self._reader) == 0:
-            raise VideoDecodeError(f"{self.path}: decord found no video frames in it")
+            raise VideoDecodeError(self.path, "decord found no video frames in it")
 
     def __len__(self) -> int:
         return len(self._reader)
@@ -113,15 +113,15 @@ class PyAVVideo(Video):
         try:
             self._container = av.open(self.path)
         except Exception as error:
-            raise VideoDecodeError(f"{self.path}: PyAV cannot open it ({error})") from error
+            raise VideoDecodeError(self.path, f"PyAV cannot open it ({_reason(error)})") from error
         if not self._container.streams.video:
             self._container.close()
-            raise VideoDecodeError(f"{self.path}: PyAV found no video stream in it")
+            raise VideoDecodeError(self.path, "PyAV found no video stream in it")
         self._stream = self._container.streams.video[0]
         self._num_frames = self._stream.frames or self._count_packets()
         if self._num_frames == 0:
             self._container.close()
-            raise VideoDecodeError(f"{self.path}: PyAV found no video frames in it")
+            raise VideoDecodeError(self.path, "PyAV found no video frames in it")
 
     def _count_packets(self) -> int:
         count = sum(1 for packet in self._container.demux(self._stream) if packet.size > 0)
@@ -147,12 +147,17 @@ class PyAVVideo(Video):
                 break
         missing = sorted(wanted - frames.keys())
         if missing:
-            raise VideoDecodeError(f"{self.path}: PyAV decoded only {len(frames)} of the frames asked for; "
-                                   f"frames {missing[:5]} are missing (truncated file?)")
+            raise VideoDecodeError(self.path, f"PyAV decoded only {len(frames)} of the frames asked for; "
+                                              f"frames {missing[:5]} are missing (truncated file?)")
         return np.stack([frames[i] for i in indices.tolist()])
 
     def close(self) -> None:
         self._container.close()
+
+
+def _reason(error: Exception) -> str:
+    """The library's own words for `error`, without the file name it repeats."""
+    return getattr(error, "strerror", None) or str(error)
 
 
 def decord_available() -> bool:
@@ -176,9 +181,9 @@ def open_video(path: str | os.PathLike, backend: str = "auto") -> Video:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     path = Path(path)
     if not path.is_file():
-        raise VideoDecodeError(f"{path}: no such file (check the annotation line and video_root)")
+        raise VideoDecodeError(path, "no such file (check the annotation line and video_root)")
     if path.stat().st_size == 0:
-        raise VideoDecodeError(f"{path}: the file is empty (0 bytes); re-download or remove it")
+        raise VideoDecodeError(path, "the file is empty (0 bytes); re-download or remove it")
     if backend == "pyav":
         return PyAVVideo(path)
     if backend == "decord":
@@ -192,7 +197,7 @@ def open_video(path: str | os.PathLike, backend: str = "auto") -> Video:
         try:
             video = PyAVVideo(path)
         except VideoDecodeError as pyav_error:
-            raise VideoDecodeError(f"{decord_error}; {pyav_error}") from pyav_error
+            raise VideoDecodeError(path, f"{decord_error.reason}; {pyav_error.reason}") from pyav_error
         _log_once(str(path), f"decord cannot read {path}; decoding it with PyAV instead")
         return video
 

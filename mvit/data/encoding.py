@@ -78,14 +78,14 @@ def transcode(src: str | os.PathLike, dst: str | os.PathLike, start: float | Non
 
     src, dst = Path(src), Path(dst)
     if not src.is_file():
-        raise VideoDecodeError(f"{src}: no such file")
+        raise VideoDecodeError(src, "no such file")
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
     written = 0
     try:
         with av.open(str(src)) as source, av.open(str(tmp), "w", format="mp4") as target:
             if not source.streams.video:
-                raise VideoDecodeError(f"{src}: no video stream")
+                raise VideoDecodeError(src, "no video stream")
             in_stream = source.streams.video[0]
             fps = in_stream.average_rate or Fraction(25)
             if start:
@@ -110,12 +110,12 @@ def transcode(src: str | os.PathLike, dst: str | os.PathLike, start: float | Non
                 target.mux(out_stream.encode())
     except av.error.FFmpegError as error:
         tmp.unlink(missing_ok=True)
-        raise VideoDecodeError(f"{src}: PyAV cannot transcode it ({error})") from error
+        raise VideoDecodeError(src, f"PyAV cannot transcode it ({getattr(error, 'strerror', None) or error})") from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     if written == 0:
         tmp.unlink(missing_ok=True)
-        raise VideoDecodeError(f"{src}: no frames between {start} s and {end} s")
+        raise VideoDecodeError(src, f"no frames between {start} s and {end} s")
     os.replace(tmp, dst)
     return dst

@@ -25,7 +25,14 @@ class Failure(NamedTuple):
 
 
 class UnreadableFile(RuntimeError):
-    """A sample's file is missing, empty, truncated, or not what it claims to be; the message names it."""
+    """A sample's file is missing, empty, truncated, or not what it claims to be."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(str(path), reason)
+        self.path, self.reason = str(path), reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
 
 
 class TooManyFailures(RuntimeError):
@@ -104,8 +111,7 @@ class FileDataset(torch.utils.data.Dataset):
             try:
                 return self._load(index)
             except UnreadableFile as error:
-                path = str(self.root / self.samples[index][0])
-                log.record(path, str(error))
+                log.record(error.path, error.reason)
                 failures = log.read()
                 if len(failures) > log.max_failures:
                     listing = "\n".join(f"  {f.path}: {f.reason}" for f in failures[:50])
@@ -113,6 +119,6 @@ class FileDataset(torch.utils.data.Dataset):
                     raise TooManyFailures(
                         f"{len(failures)} files failed to load (more than max_failures={log.max_failures}); "
                         f"fix or remove them, or raise max_failures:\n{listing}{more}") from error
-                warnings.warn(f"skipping unreadable sample {path}: {error}; using another sample in its place",
+                warnings.warn(f"skipping unreadable sample {error}; using another sample in its place",
                               RuntimeWarning, stacklevel=2)
                 index = int(torch.randint(len(self.samples), ()).item())

@@ -45,7 +45,7 @@ class ImageFolderDataset(FileDataset):
         try:
             image = decode_image(str(self.root / path), mode=ImageReadMode.RGB)  # (3, H, W) uint8
         except (RuntimeError, OSError, ValueError) as error:
-            raise UnreadableFile(f"{self.root / path}: cannot decode the image ({error})") from error
+            raise UnreadableFile(self.root / path, f"cannot decode the image ({error})") from error
         return self._transform(image.permute(1, 2, 0)[None]), label
 
 
