@@ -54,6 +54,12 @@ def _add_batch_dim(t: torch.Tensor) -> torch.Tensor:
     return t.unsqueeze(0)
 
 
+def _as_conv3d(t: torch.Tensor) -> torch.Tensor:
+    """A 2-D patch convolution ``(C, 3, kH, kW)`` (image models) -> the Conv3d weight ``(C, 3, 1, kH, kW)``,
+    which computes the same on a one-frame input; biases and 3-D weights pass unchanged."""
+    return t.unsqueeze(2) if t.ndim == 4 else t
+
+
 def _as_cls_token(t: torch.Tensor) -> torch.Tensor:
     """Any ``C``-element class token -> ``(1, 1, C)``, this package's shape."""
     return t.reshape(1, 1, -1)
@@ -132,7 +138,7 @@ _FACEBOOK_BLOCKS = _blocks(
 
 def _facebook_rules(stem: str, embeddings: str, norm: str, head: str) -> list[_Rule]:
     return [
-        _Rule(f"{stem}.{{w}}", "patch_embed.{w}"),
+        _Rule(f"{stem}.{{w}}", "patch_embed.{w}", _as_conv3d),
         _Rule(f"{embeddings}cls_token", "cls_token"),
         _Rule(f"{embeddings}pos_embed_spatial", "pos_embed.spatial", _drop_batch_dim, _add_batch_dim),
         _Rule(f"{embeddings}pos_embed_temporal", "pos_embed.temporal", _drop_batch_dim, _add_batch_dim),

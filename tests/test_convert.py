@@ -188,6 +188,19 @@ def test_reference_layouts_load_exactly(variant, source, separate_qkv):
         assert torch.equal(fresh(x), original(x))
 
 
+@pytest.mark.parametrize("source", sorted(LOADERS))
+def test_image_models_with_a_2d_patch_convolution(source):
+    """PySlowFast's PATCH_2D and pytorchvideo's use_2d_patch store the stem as a Conv2d (C, 3, kH, kW)."""
+    original = randomise(mvit.build_model("mvit_tiny_img"), seed=0)
+    theirs = reference_layout(original.state_dict(), source, separate_qkv=False)
+    stem = LAYOUTS[source]["stem"] + ".weight"
+    theirs[stem] = theirs[stem][:, :, 0]
+    loaded = load_pretrained(mvit.build_model("mvit_tiny_img"), theirs).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(images), original(images))
+
+
 def test_checkpoint_file_as_pyslowfast_saves_it(tmp_path):
     original = randomise(mvit.build_model("mvit_tiny"), seed=0)
     path = tmp_path / "checkpoint_epoch_00200.pyth"
