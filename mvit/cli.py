@@ -132,7 +132,10 @@ def _eval(args: argparse.Namespace) -> int:
     unknown = [s for s in splits if s not in ("val", "test")]
     if unknown:
         raise ConfigError(f"--splits: unknown split(s) {unknown}; use val, test or val,test")
-    results = evaluate_checkpoint(cfg, args.checkpoint, source=args.source, splits=splits)
+    try:
+        results = evaluate_checkpoint(cfg, args.checkpoint, source=args.source, splits=splits)
+    except FileNotFoundError as err:
+        raise ConfigError(str(err)) from None
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
     brief = {split: {k: v for k, v in r.items() if isinstance(v, (int, float))} for split, r in results.items()}
@@ -166,7 +169,11 @@ def _convert(args: argparse.Namespace) -> int:
     if args.model:
         from .model import build_model
 
-        convert.load_pretrained(build_model(args.model, **_model_overrides(args.model, args.overrides)), ours, source="mvit")
+        model = build_model(args.model, **_model_overrides(args.model, args.overrides))
+        try:
+            convert.load_pretrained(model, ours, source="mvit")
+        except ValueError as err:
+            raise ConfigError(f"{args.input} does not fit --model {args.model}: {err}") from None
     elif args.overrides:
         raise ConfigError("field=value overrides only apply with --model")
     torch.save(out, args.output)
@@ -175,7 +182,13 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also follow options that come after the positional arguments
+    if extra and hasattr(args, "overrides") and all("=" in item and not item.startswith("-") for item in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "recipes":
         print("\n".join(list_recipes()))
         return 0
