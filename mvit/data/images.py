@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_image
+from PIL import Image
 
 from .annotations import IMAGE_EXTENSIONS, read_class_folders
 from .failures import FileDataset, UnreadableFile
@@ -43,10 +43,11 @@ class ImageFolderDataset(FileDataset):
     def _load(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         try:
-            image = decode_image(str(self.root / path), mode=ImageReadMode.RGB)  # (3, H, W) uint8
-        except (RuntimeError, OSError, ValueError) as error:
+            with Image.open(self.root / path) as image:
+                pixels = np.array(image.convert("RGB"))  # (H, W, 3) uint8
+        except (OSError, ValueError) as error:  # missing, truncated or not an image
             raise UnreadableFile(self.root / path, f"cannot decode the image ({error})") from error
-        return self._transform(image.permute(1, 2, 0)[None]), label
+        return self._transform(pixels[None]), label
 
 
 class DigitsDataset(torch.utils.data.Dataset):

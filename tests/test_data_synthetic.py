@@ -1,0 +1,79 @@
+"""The synthetic temporal dataset: twins are time reversals (so shuffled frames cannot tell them
+apart), appearance varies, everything is deterministic, and the mp4 writer is resumable."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import mvit.data as data
+from mvit.data import synthetic
+
+
+@pytest.mark.parametrize("pair", range(len(synthetic.CLASSES) // 2))
+def test_each_odd_class_is_its_twin_played_backwards(pair):
+    forward = synthetic.render_clip(2 * pair, 8, 32, np.random.default_rng(7))
+    backward = synthetic.render_clip(2 * pair + 1, 8, 32, np.random.default_rng(7))
+    np.testing.assert_array_equal(backward, forward[::-1])
+    assert not np.array_equal(forward, backward)  # the clip does change over time
+
+
+def test_shuffled_frames_cannot_tell_twins_apart():
+    """The multiset of frames of a clip and of its twin is the same: whatever a model computes from
+    shuffled frames, it gives the same answer for both."""
+    rng = np.random.default_rng
+    for pair in range(5):
+        a = synthetic.render_clip(2 * pair, 8, 32, rng(3))
+        b = synthetic.render_clip(2 * pair + 1, 8, 32, rng(3))
+        key = lambda clip: sorted(frame.tobytes() for frame in clip)  # noqa: E731
+        assert key(a) == key(b)
+
+
+def test_appearance_varies_within_a_class():
+    clips = [synthetic.render_clip(0, 8, 32, np.random.default_rng(seed)) for seed in range(6)]
+    backgrounds = {tuple(clip[0, 0, 0] // 32) for clip in clips}
+    assert len(backgrounds) >= 4
+    assert all(clip.dtype == np.uint8 and clip.shape == (8, 32, 32, 3) for clip in clips)
+
+
+def test_in_memory_dataset_is_balanced_deterministic_and_normalised():
+    dataset = data.SyntheticVideoDataset("train", 20, num_frames=8, size=32, seed=0)
+    labels = [dataset[i][1] for i in range(20)]
+    assert np.bincount(labels).tolist() == [2] * 10
+    clip, label = dataset[4]
+    assert clip.shape == (3, 8, 32, 32) and clip.dtype == torch.float32 and label == 4
+    torch.testing.assert_close(dataset[4][0], clip)
+    other_seed = data.SyntheticVideoDataset("train", 20, num_frames=8, size=32, seed=1)
+    other_split = data.SyntheticVideoDataset("val", 20, num_frames=8, size=32, seed=0)
+    assert not torch.equal(other_seed[4][0], clip) and not torch.equal(other_split[4][0], clip)
+    frames, _ = dataset.frames(4)
+    expected = (torch.from_numpy(frames).float() / 255 - 0.45) / 0.225
+    torch.testing.assert_close(clip, expected.permute(3, 0, 1, 2))
+
+
+def test_generate_writes_a_video_dataset_and_resumes(tmp_path):
+    paths = synthetic.generate(tmp_path, num_train=12, num_val=4, num_frames=8, size=32, seed=0)
+    lines = paths["train"].read_text().splitlines()
+    assert lines[:2] == ["train/000000.mp4 0", "train/000001.mp4 1"] and len(lines) == 12
+    assert paths["classes"].read_text().splitlines() == list(synthetic.CLASSES)
+    assert json.loads((tmp_path / "synthetic.json").read_text()) == {"num_frames": 8, "size": 32, "seed": 0}
+    with data.open_video(tmp_path / "val" / "000003.mp4") as video:
+        assert len(video) == 8 and video.get_frames([0]).shape == (1, 32, 32, 3)
+
+    first = tmp_path / "train" / "000000.mp4"
+    stamp = first.stat().st_mtime_ns
+    (tmp_path / "train" / "000005.mp4").unlink()  # as if interrupted
+    synthetic.generate(tmp_path, num_train=12, num_val=4, num_frames=8, size=32, seed=0)
+    assert first.stat().st_mtime_ns == stamp and (tmp_path / "train" / "000005.mp4").exists()
+    with pytest.raises(ValueError, match="made with .* use another folder"):
+        synthetic.generate(tmp_path, num_train=12, num_val=4, num_frames=8, size=32, seed=1)
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="even"):
+        synthetic.generate("/tmp/never", size=33)
+    with pytest.raises(ValueError, match="split"):
+        data.SyntheticVideoDataset("training")
+    with pytest.raises(ValueError, match="num_frames >= 4"):
+        synthetic.render_clip(0, 2, 32, np.random.default_rng(0))
