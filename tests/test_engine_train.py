@@ -185,3 +185,32 @@ def test_cli_sigterm_exits_143_after_writing_a_checkpoint(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "SIGTERM" in stderr and "checkpoint written" in stderr
     assert load_checkpoint(out / "checkpoint.pt")["step"] >= 1
+
+
+def test_resuming_with_another_model_or_changed_settings(tmp_path):
+    cfg = load_config(None, TINY + ["optim.epochs=1", "optim.warmup_epochs=0", f"run.output_dir={tmp_path}"])
+    train(cfg, tiny_data(8))
+    wider = load_config(None, TINY + ["model.config.embed_dim=16", f"run.output_dir={tmp_path}"])
+    with pytest.raises(ValueError, match="model.config.embed_dim"):
+        train(wider, tiny_data(8))
+    longer = load_config(None, TINY + ["optim.epochs=2", f"run.output_dir={tmp_path}"])
+    with pytest.warns(UserWarning, match="optim.epochs"):
+        history = train(longer, tiny_data(8))
+    assert [e["epoch"] for e in history["epochs"]] == [0, 1]  # the first epoch was kept, the second added
+
+
+def test_tensorboard_is_used_when_installed_and_named_when_missing(tmp_path):
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+        installed = True
+    except ImportError:
+        installed = False
+    cfg = load_config(None, TINY + ["optim.epochs=1", "optim.warmup_epochs=0", "run.tensorboard=true",
+                                    f"run.output_dir={tmp_path}"])
+    if installed:
+        train(cfg, tiny_data(8))
+        assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    else:
+        with pytest.raises(ValueError, match="pip install tensorboard"):
+            train(cfg, tiny_data(8))
+        assert not (tmp_path / "checkpoint.pt").exists()

@@ -225,7 +225,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     unknown = [k for k in raw if k not in names]
     if unknown:
         key = unknown[0]
-        raise ConfigError(f"unknown config key {prefix}{key!r}{_suggest(str(key), names, prefix)}; "
+        raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(str(key), names, prefix)}; "
                           f"valid keys in {where}: {', '.join(names)}")
     values = {}
     for key, value in raw.items():

@@ -13,6 +13,7 @@ from typing import Optional
 
 import torch
 
+from .config import ConfigError
 
 class MetricLog:
     """Appends one JSON object per record to ``output_dir/metrics.jsonl``; mirrors the scalars to
@@ -53,7 +54,7 @@ def require_tensorboard() -> None:
     try:
         import torch.utils.tensorboard  # noqa: F401
     except ImportError:
-        raise RuntimeError("run.tensorboard=true needs the tensorboard package: pip install tensorboard "
+        raise ConfigError("run.tensorboard=true needs the tensorboard package: pip install tensorboard "
                            "(or set run.tensorboard=false; metrics.jsonl holds every metric anyway)") from None
 
 

@@ -301,7 +301,14 @@ class _Run:
         self.ctx.barrier()
 
     def _resume(self, ckpt: dict) -> None:
-        self.model.load_state_dict(ckpt["model"])
+        changed = [key for key in _differences(ckpt["config"], self.cfg.to_dict()) if not key.startswith("run.")]
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except RuntimeError as err:
+            raise ConfigError(f"{self.ckpt_path} holds another model ({', '.join(changed) or 'see below'} differ from "
+                              f"this config); use a new --output-dir or the run's own config.\n{err}") from None
+        if changed and self.ctx.is_main:
+            warnings.warn(f"resuming {self.ckpt_path} with changed settings: {', '.join(changed)}")
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.micro, self.step = ckpt["epoch"], ckpt["micro"], ckpt["step"]
@@ -351,6 +358,18 @@ def _progress(cfg: TrainConfig, ctx: Context, epoch: int, total: int, initial: i
 
     return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
                 dynamic_ncols=True)
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
 
 
 def _scalars(record: dict) -> dict:
