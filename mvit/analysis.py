@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from .attention import AttentionMap
-from .configs import MViTConfig, Triple, block_schedule
+from .configs import MViTConfig, Triple, _padding, block_schedule
 
 CLS_TOKEN_RULES = ("renormalize", "zero")
 
@@ -80,7 +80,7 @@ def block_grids(config: MViTConfig) -> list[tuple[TokenGrid, TokenGrid]]:
 
     The cube embedding is a window (patch kernel, stride, padding) on the input pixels; each block pools
     its queries (stride ``q_stride``) and its keys/values (stride ``kv_stride``) from the grid entering
-    it, with padding ``kernel // 2`` (as `mvit.pooling.Pool` does). So the query grid's cumulative stride
+    it, with the padding `mvit.pooling.Pool` uses, ``(kernel - 1) // 2``. So the query grid's cumulative stride
     is the patch stride times every Q stride met so far, and the key grid's is that of the block's input
     times the block's K/V stride.
     """
@@ -89,7 +89,7 @@ def block_grids(config: MViTConfig) -> list[tuple[TokenGrid, TokenGrid]]:
     grids = []
     for spec in block_schedule(config):
         def pool(kernel: Optional[Triple], stride: Triple) -> TokenGrid:
-            return grid if kernel is None else grid.pooled(kernel, stride, tuple(k // 2 for k in kernel))
+            return grid if kernel is None else grid.pooled(kernel, stride, _padding(kernel))
 
         q_grid, kv_grid = pool(spec.q_kernel, spec.q_stride), pool(spec.kv_kernel, spec.kv_stride)
         if (q_grid.thw, kv_grid.thw) != (spec.out_thw, spec.kv_thw):  # the schedule and Pool must agree

@@ -65,6 +65,14 @@ def test_block_grids_of_mvit_b():
     assert [kv.thw for _, kv in grids][:4] == [(8, 7, 7), (8, 14, 14), (8, 7, 7), (8, 14, 14)]
 
 
+def test_even_pooling_kernel_shifts_the_keys():
+    # Table 15's "kernel = stride": K/V kernel 1x8x8, stride 1x8x8, padding (8 - 1) // 2 = 3 in block 0, so
+    # key m covers tokens 8m-3 .. 8m+4 and is centred between tokens 8m and 8m+1: pixel 32m + 2
+    _, kv0 = block_grids(mvit.get_config("mvit_b_16x4", pool_kernel="stride"))[0]
+    assert kv0.thw == (8, 7, 7)
+    assert sorted(set(token_centers(*kv0)[:, 2].tolist())) == [32.0 * m + 2 for m in range(7)]
+
+
 def test_uniform_attention_over_3x3_grid():
     attn = torch.full((2, 1, 10, 10), 0.1)  # class token + 9 tokens, every query attends uniformly
     maps = one_block_map(attn, (1, 3, 3), (1, 3, 3))
@@ -113,7 +121,7 @@ def test_time_counts_only_with_a_frame_scale():
 @pytest.mark.parametrize("name", ["mvit_tiny", "vit_tiny"])
 def test_real_tiny_models(name):
     torch.manual_seed(0)
-    model = mvit.build_model(name)
+    model = mvit.build_model(name, input_size=(8, 32, 32))
     x = torch.randn(2, 3, *model.config.input_size)
     distances = measure_attention_distance(model, [x, (x[:1], torch.zeros(1))])
     assert [d.shape for d in distances] == [(spec.num_heads,) for spec in model.schedule]
