@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -104,6 +105,10 @@ def _model_overrides(model: str, items: Sequence[str]) -> dict:
     return load_config(None, [f"model.name={model}", *(f"model.config.{item}" for item in items)]).model.config
 
 
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _train(args: argparse.Namespace) -> int:
     from .engine import NonFiniteLossError, TrainingInterrupted, train
 
@@ -120,7 +125,8 @@ def _train(args: argparse.Namespace) -> int:
     summary = {k: v for k, v in last.items() if isinstance(v, (int, float))}
     if history["test"]:
         summary.update({f"test_{k}": history["test"][k] for k in ("top1", "top5", "num_samples")})
-    print(json.dumps(summary))
+    if _is_main_process():
+        print(json.dumps(summary))
     return 0
 
 
@@ -136,6 +142,8 @@ def _eval(args: argparse.Namespace) -> int:
         results = evaluate_checkpoint(cfg, args.checkpoint, source=args.source, splits=splits)
     except FileNotFoundError as err:
         raise ConfigError(str(err)) from None
+    if not _is_main_process():  # under torchrun every process holds the same summed results
+        return 0
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
     brief = {split: {k: v for k, v in r.items() if isinstance(v, (int, float))} for split, r in results.items()}

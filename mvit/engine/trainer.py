@@ -42,7 +42,7 @@ from .optim import WarmupCosine, build_optimizer, scaled_lr, set_lr
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+    """The loss (or the gradient norm) became NaN or infinite; the last good checkpoint is left as it was."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -201,9 +201,11 @@ class _Run:
             # one number per process: mean loss, stop request; summed over processes
             flags = ctx.sum(torch.stack([loss_sum / accum, torch.tensor(float(stop.signum or 0), device=ctx.device)]))
             loss_sum.zero_()
-            loss_value, stop_signum = flags[0].item() / ctx.world_size, int(flags[1].item()) // ctx.world_size
+            loss_value = flags[0].item() / ctx.world_size
+            # stop if any process got a signal (named by this process's own signal, else SIGTERM)
+            stop_signum = stop.signum or (signal.SIGTERM if flags[1].item() > 0 else 0)
             if not math.isfinite(loss_value):
-                self._non_finite(loss_value)
+                self._non_finite("loss", loss_value)
             lr = self.schedule(self.step)
             set_lr(self.optimizer, lr)
             grad_norm = self._optimizer_step()
@@ -236,21 +238,24 @@ class _Run:
             bar.close()
 
     def _optimizer_step(self) -> Optional[float]:
+        """Clip, step, zero the gradients; returns the gradient norm before clipping (None: no clipping)."""
         clip = self.cfg.optim.clip_grad_norm
         norm = None
         if clip is not None:
             self.scaler.unscale_(self.optimizer)
             norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+            if not math.isfinite(norm) and not self.scaler.is_enabled():  # fp16: the scaler skips such steps
+                self._non_finite("gradient norm", norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return norm
 
-    def _non_finite(self, loss_value: float) -> None:
+    def _non_finite(self, what: str, value: float) -> None:
         kept = (f"the last good checkpoint {self.ckpt_path} is kept" if self.ckpt_path.is_file()
                 else "no checkpoint had been written yet")
         raise NonFiniteLossError(
-            f"loss is {loss_value} at epoch {self.epoch}, iteration {self.micro // self.cfg.optim.accum_steps} "
+            f"{what} is {value} at epoch {self.epoch}, iteration {self.micro // self.cfg.optim.accum_steps} "
             f"(optimizer step {self.step + 1}); training stopped and {kept}. Lower optim.lr, check the data "
             "for NaNs, or use run.precision=fp32")
 
