@@ -118,6 +118,7 @@ class PyAVVideo(Video):
             self._container.close()
             raise VideoDecodeError(self.path, "PyAV found no video stream in it")
         self._stream = self._container.streams.video[0]
+        self._stream.codec_context.thread_count = 1  # as decord here: loaders parallelise over workers
         self._num_frames = self._stream.frames or self._count_packets()
         if self._num_frames == 0:
             self._container.close()

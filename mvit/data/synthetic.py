@@ -10,8 +10,7 @@ the same parameters, frames in reverse order. So:
   shuffled carries no information about which twin it is. A model can only beat 50% within a pair by
   using temporal order, and shuffled clips cap any model at 50% (Table 9's test becomes sharp);
 - appearance is random and shared by all classes: background colour and noise, object colours,
-  shapes (except that the last pair is defined by *which* of a disc and a square shows first), sizes,
-  positions, speeds.
+  shapes, sizes, positions, speeds.
 
 The same function, `render_sample`, makes the frames of the in-memory `SyntheticVideoDataset` and of
 the mp4 files written by `generate`, so the two are identical up to video compression.
@@ -34,7 +33,7 @@ CLASSES = (
     "moving down", "moving up",
     "turning clockwise", "turning counter-clockwise",
     "approaching", "receding",
-    "disc then square", "square then disc",
+    "left then right", "right then left",
 )
 FAMILIES = ("horizontal", "vertical", "rotation", "scale", "order")  # pair k: classes 2k, 2k + 1
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -90,11 +89,11 @@ def _render_forward(family: str, num_frames: int, size: int, rng: np.random.Gene
         cx, cy = (along, across) if family == "horizontal" else (across, along)
         layers.append((shape(x - cx, y - cy, r), colours[0]))
     elif family == "rotation":
-        length = rng.uniform(0.26, 0.32) * s
-        tip = rng.uniform(0.08, 0.11) * s
+        length = rng.uniform(0.28, 0.34) * s
+        tip = rng.uniform(0.09, 0.12) * s
         margin = length + tip
         px, py = rng.uniform(margin, s - margin, 2)
-        angle = rng.uniform(0, 2 * np.pi) + np.deg2rad(rng.uniform(120, 200)) * t  # clockwise (y points down)
+        angle = rng.uniform(0, 2 * np.pi) + np.deg2rad(rng.uniform(150, 240)) * t  # clockwise (y points down)
         bx, by = px + length * np.cos(angle), py + length * np.sin(angle)
         hand = np.minimum(_segment(x, y, px, py, bx, by, rng.uniform(0.03, 0.05) * s), _disc(x - bx, y - by, tip))
         layers.append((hand, colours[0]))
@@ -105,21 +104,18 @@ def _render_forward(family: str, num_frames: int, size: int, rng: np.random.Gene
         r_end = r_start * growth
         cx, cy = rng.uniform(min(r_end, s / 2), max(s - r_end, s / 2), 2)
         layers.append((shape(x - cx, y - cy, r), colours[0]))
-    elif family == "order":
+    elif family == "order":  # a flash on the left, later one on the right
         r = rng.uniform(0.13, 0.18) * s
-        left, right = rng.uniform(r, s / 2 - r / 2), rng.uniform(s / 2 + r / 2, s - r)
-        disc_x, square_x = (left, right) if rng.random() < 0.5 else (right, left)
-        disc_y, square_y = rng.uniform(r, s - r, 2)
+        centres = [(rng.uniform(r, s / 2 - r / 2), rng.uniform(r, s - r)),
+                   (rng.uniform(s / 2 + r / 2, s - r), rng.uniform(r, s - r))]
         duration = max(1, num_frames // 4)
         half = num_frames // 2
-        first = rng.integers(0, half - duration + 1)
-        second = rng.integers(num_frames - half, num_frames - duration + 1)
+        starts = (rng.integers(0, half - duration + 1), rng.integers(num_frames - half, num_frames - duration + 1))
         frame = np.arange(num_frames)[:, None, None]
-        hidden = 1e6  # a distance that draws nothing
-        disc_on = (frame >= first) & (frame < first + duration)
-        square_on = (frame >= second) & (frame < second + duration)
-        layers.append((np.where(disc_on, _disc(x - disc_x, y - disc_y, r), hidden), colours[0]))
-        layers.append((np.where(square_on, _square(x - square_x, y - square_y, r), hidden), colours[1]))
+        for (cx, cy), start, colour in zip(centres, starts, colours):
+            shape = SHAPES[rng.integers(len(SHAPES))]
+            on = (frame >= start) & (frame < start + duration)
+            layers.append((np.where(on, shape(x - cx, y - cy, r), 1e6), colour))  # 1e6: far outside, not drawn
     else:
         raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
 
