@@ -1,5 +1,6 @@
 """Image datasets: scikit-learn's digits (real data in the package) and an ImageNet-style folder."""
 
+import pickle
 import warnings
 
 import numpy as np
@@ -28,6 +29,12 @@ def test_digits_items():
     pixels = image * std + mean  # undo the ImageNet normalisation
     torch.testing.assert_close(pixels[0], pixels[1])  # grey digits: three equal channels
     assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5 and pixels.max() > 0.5
+
+
+def test_image_datasets_pickle(folder):
+    for dataset in (data.DigitsDataset("val"), data.ImageFolderDataset(folder, "val", crop_size=32)):
+        copy = pickle.loads(pickle.dumps(dataset))
+        torch.testing.assert_close(copy[0][0], dataset[0][0])
 
 
 def test_digits_augmentation_and_no_flips():

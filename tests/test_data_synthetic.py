@@ -77,3 +77,11 @@ def test_bad_settings():
         data.SyntheticVideoDataset("training")
     with pytest.raises(ValueError, match="num_frames >= 4"):
         synthetic.render_clip(0, 2, 32, np.random.default_rng(0))
+
+
+def test_in_memory_dataset_works_with_worker_processes():
+    dataset = data.SyntheticVideoDataset("val", 6, num_frames=4, size=16, seed=0)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=2)
+    clips, labels = zip(*loader)
+    torch.testing.assert_close(torch.cat(clips), torch.stack([dataset[i][0] for i in range(6)]))
+    assert torch.cat(labels).tolist() == [0, 1, 2, 3, 4, 5]

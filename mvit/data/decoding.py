@@ -60,7 +60,8 @@ class Video:
         try:
             return self._read(indices)
         except Exception as error:  # a file that opens but fails mid-stream (truncated, corrupt packets)
-            raise VideoDecodeError(self.path, f"{self.backend} failed while decoding frames ({_reason(error)})") from error
+            reason = f"{self.backend} failed while decoding frames ({_reason(error)})"
+            raise VideoDecodeError(self.path, reason) from error
 
     def close(self) -> None:
         pass

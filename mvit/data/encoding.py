@@ -110,7 +110,8 @@ def transcode(src: str | os.PathLike, dst: str | os.PathLike, start: float | Non
                 target.mux(out_stream.encode())
     except av.error.FFmpegError as error:
         tmp.unlink(missing_ok=True)
-        raise VideoDecodeError(src, f"PyAV cannot transcode it ({getattr(error, 'strerror', None) or error})") from error
+        reason = getattr(error, "strerror", None) or str(error)
+        raise VideoDecodeError(src, f"PyAV cannot transcode it ({reason})") from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

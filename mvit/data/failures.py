@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import torch
 
+
 class Failure(NamedTuple):
     path: str
     reason: str

@@ -145,7 +145,8 @@ def sample_label(index: int) -> int:
 
 
 def render_sample(split: str, index: int, num_frames: int, size: int, seed: int) -> tuple[np.ndarray, int]:
-    """``(frames uint8 (T, S, S, 3), label)`` of sample `index` of `split`; its parameters come from a generator seeded by ``(seed, split, index)``."""
+    """``(frames uint8 (T, S, S, 3), label)`` of sample `index` of `split`; its parameters come from a
+    generator seeded by ``(seed, split, index)``."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
     label = sample_label(index)
