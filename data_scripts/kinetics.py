@@ -3,7 +3,7 @@
 From the official annotation CSVs (columns ``label,youtube_id,time_start,time_end,split``), for each
 clip: download the YouTube video into --raw-dir (with yt-dlp, or skip this with --skip-download when
 the videos are already there as ``<youtube_id>.<ext>``), cut seconds [time_start, time_end), resize the
-short side to --short-side (320, as PySlowFast's Kinetics copies) and write
+short side to --short-side (default 320) and write
 ``OUT/<split>/<class>/<youtube_id>_<start>_<end>.mp4`` with PyAV (no ffmpeg binary needed). Then write
 ``OUT/train.csv``, ``OUT/val.csv``, ``OUT/test.csv`` (``<path> <label>`` lines) and ``OUT/classes.txt``
 (sorted class names; line i is label i), and list what failed in ``OUT/failed.txt``.

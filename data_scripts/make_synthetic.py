@@ -1,8 +1,8 @@
 """Write the synthetic temporal video dataset (`mvit.data.synthetic`) as mp4 files.
 
-Ten classes that only the order of frames tells apart (moving right/left, down/up, turning clockwise/
-counter-clockwise, approaching/receding, a flash left-then-right/right-then-left), drawn deterministically
-from --seed. Writes ``OUT/{train,val}/NNNNNN.mp4``, ``OUT/train.csv``, ``OUT/val.csv`` and
+Ten classes that only the order of frames tells apart (moving right/left, moving down/up,
+approaching/receding, appearing/disappearing, getting brighter/darker), drawn deterministically from
+--seed. Writes ``OUT/{train,val}/NNNNNN.mp4``, ``OUT/train.csv``, ``OUT/val.csv`` and
 ``OUT/classes.txt``, ready for ``VideoDataset("OUT/train.csv", "OUT", ...)`` (use
 ``Augmentation(flip=False)``: a flip turns "moving right" into "moving left"). Resumable: existing
 videos are kept. Example:

@@ -23,7 +23,7 @@ def test_shuffled_frames_cannot_tell_twins_apart():
     """The multiset of frames of a clip and of its twin is the same: whatever a model computes from
     shuffled frames, it gives the same answer for both."""
     rng = np.random.default_rng
-    for pair in range(5):
+    for pair in range(len(synthetic.CLASSES) // 2):
         a = synthetic.render_clip(2 * pair, 8, 32, rng(3))
         b = synthetic.render_clip(2 * pair + 1, 8, 32, rng(3))
         key = lambda clip: sorted(frame.tobytes() for frame in clip)  # noqa: E731
@@ -38,9 +38,10 @@ def test_appearance_varies_within_a_class():
 
 
 def test_in_memory_dataset_is_balanced_deterministic_and_normalised():
-    dataset = data.SyntheticVideoDataset("train", 20, num_frames=8, size=32, seed=0)
-    labels = [dataset[i][1] for i in range(20)]
-    assert np.bincount(labels).tolist() == [2] * 10
+    num_classes = len(synthetic.CLASSES)
+    dataset = data.SyntheticVideoDataset("train", 2 * num_classes, num_frames=8, size=32, seed=0)
+    labels = [dataset[i][1] for i in range(2 * num_classes)]
+    assert np.bincount(labels).tolist() == [2] * num_classes
     clip, label = dataset[4]
     assert clip.shape == (3, 8, 32, 32) and clip.dtype == torch.float32 and label == 4
     torch.testing.assert_close(dataset[4][0], clip)
