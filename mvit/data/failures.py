@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import uuid
 import warnings
 import weakref
 from pathlib import Path
@@ -47,19 +48,19 @@ def _remove_if_owner(path: str, owner_pid: int) -> None:
 
 class FailureLog:
     """Failures shared by a dataset and its copies in DataLoader workers (one line per failure,
-    appended atomically to a temporary file that the creating process removes)."""
+    appended atomically to a temporary file, which the creating process removes)."""
 
     def __init__(self, max_failures: int) -> None:
         if max_failures < 0:
             raise ValueError(f"max_failures must be >= 0, got {max_failures}")
         self.max_failures = max_failures
-        handle, self.path = tempfile.mkstemp(prefix="mvit-failures-", suffix=".log")
-        os.close(handle)
+        # Created at the first failure only, so that a clean run leaves nothing behind.
+        self.path = os.path.join(tempfile.gettempdir(), f"mvit-failures-{uuid.uuid4().hex}.log")
         weakref.finalize(self, _remove_if_owner, self.path, os.getpid())
 
     def record(self, path: str, reason: str) -> None:
         line = (path.replace("\t", " ") + "\t" + " ".join(reason.split()) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line)
         finally:
@@ -72,7 +73,8 @@ class FailureLog:
             return [Failure(*line.rstrip("\n").split("\t", 1)) for line in f if line.strip()]
 
     def reset(self) -> None:
-        open(self.path, "w").close()
+        if os.path.exists(self.path):
+            os.remove(self.path)
 
 
 class FileDataset(torch.utils.data.Dataset):
