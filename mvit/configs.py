@@ -239,19 +239,13 @@ _TINY_VIDEO = dict(
     dropout=0.1,
 )
 _TINY_IMAGE = dict(
-    num_classes=10,
+    _TINY_VIDEO,
     input_size=(1, 32, 32),
     patch_kernel=(1, 3, 3),
     patch_stride=(1, 2, 2),
     patch_padding=(0, 1, 1),
-    embed_dim=32,
-    num_heads=1,
-    stage_depths=(1, 2, 1),
     pool_kernel=(1, 3, 3),
-    kv_stride=(1, 4, 4),
     pos_embed="joint",
-    drop_path=0.1,
-    dropout=0.1,
 )
 
 PRESETS: dict[str, tuple[str, dict]] = {

@@ -21,12 +21,7 @@ TINY = ["model.config.input_size=[4, 16, 16]", "model.config.embed_dim=8", "data
         "data.batch_size=4", "optim.epochs=1", "optim.warmup_epochs=0", "run.progress=false"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_python_m_mvit_help_lists_the_subcommands():

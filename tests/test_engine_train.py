@@ -28,13 +28,7 @@ TINY = ["model.name=mvit_tiny", "model.config.num_classes=4", "model.config.inpu
         "run.device=cpu", "run.progress=false", "run.log_every_steps=1", "run.multi_view_eval=false"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and much faster on a machine shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_data(n: int = 24, seed: int = 0) -> TensorDataset:
