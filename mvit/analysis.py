@@ -166,7 +166,8 @@ def mean_attention_distance(maps: Sequence[AttentionMap], model_config: MViTConf
 def measure_attention_distance(model: nn.Module, inputs: Iterable, **kwargs) -> list[torch.Tensor]:
     """`mean_attention_distance` of `model` averaged over every input in `inputs`.
 
-    ``inputs``: batches ``x: (B, 3, T, H, W)``, or ``(x, label)`` pairs as a DataLoader yields them.
+    ``inputs``: batches ``x: (B, 3, T, H, W)`` (or images ``(B, 3, H, W)`` for a model whose T is 1), or
+    ``(x, label)`` pairs as a DataLoader yields them.
     ``kwargs`` go to `mean_attention_distance`. Runs the model in eval mode; returns one ``(heads,)``
     tensor per block.
     """
@@ -177,7 +178,8 @@ def measure_attention_distance(model: nn.Module, inputs: Iterable, **kwargs) -> 
     for batch in inputs:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         _, maps = model.forward_features(x.to(device), return_attention=True)
-        per_block = mean_attention_distance(maps, model.config, input_size=tuple(x.shape[-3:]), **kwargs)
+        input_size = (1, *x.shape[-2:]) if x.ndim == 4 else tuple(x.shape[-3:])
+        per_block = mean_attention_distance(maps, model.config, input_size=input_size, **kwargs)
         n = x.shape[0]
         total = [d * n for d in per_block] if total is None else [t + d * n for t, d in zip(total, per_block)]
         count += n

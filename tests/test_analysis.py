@@ -133,6 +133,14 @@ def test_real_tiny_models(name):
     torch.testing.assert_close(torch.cat(twice), torch.cat(once))
 
 
+def test_images_are_measured_like_one_frame_clips():
+    torch.manual_seed(0)
+    model = mvit.build_model("mvit_tiny_img")
+    images = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(torch.cat(measure_attention_distance(model, [images])),
+                               torch.cat(measure_attention_distance(model, [images.unsqueeze(2)])))
+
+
 def test_maps_from_another_input_size_need_it_named():
     model = mvit.build_model("mvit_tiny")
     x = torch.randn(1, 3, 8, 96, 96)
