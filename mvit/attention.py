@@ -71,10 +71,16 @@ class MultiScaleAttention(nn.Module):
                 ) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
         b, n, c = x.shape
         # (B, N, 3, h, d) -> three tensors of (B, h, N, d)
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        # unbind before transposing: the backward then stacks the three gradients straight into the
+        # (B, N, 3, h, d) layout of the projection, with no extra copy
+        q, k, v = (t.transpose(1, 2) for t in self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).unbind(2))
         q_thw = kv_thw = thw
         if self.pool_q is not None:
             q, q_thw = self.pool_q(q, thw)
+        elif self.pool_k is not None:
+            # a copy of q alone lets the (B, N, 3*D) projection be freed after the forward pass: the
+            # attention backward keeps q, and a view would keep all of it alive
+            q = q.contiguous()
         if self.pool_k is not None:
             k, kv_thw = self.pool_k(k, thw)
         if self.pool_v is not None:

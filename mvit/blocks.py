@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import AttentionMap, MultiScaleAttention
@@ -31,21 +32,50 @@ class DropPath(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - self.p)
-        return x * keep / (1.0 - self.p)
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - self.p).div_(1.0 - self.p)
+        return x * keep  # one pass over x: the mask already holds 0 or 1 / (1 - p)
 
     def extra_repr(self) -> str:
         return f"p={self.p:.3f}"
 
 
-class MLP(nn.Sequential):
-    """Linear(D, hidden) -> GELU -> Linear(hidden, D_out)."""
+class _GeluLinear(torch.autograd.Function):
+    """``F.linear(GELU(h), weight, bias)`` that keeps ``h`` for the backward pass and recomputes
+    ``GELU(h)`` there, instead of keeping both: the same values and gradients, one ``(N, hidden)``
+    tensor less held per block during training (the MLP's hidden layer is the largest activation)."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        ctx.save_for_backward(h, weight)
+        ctx.has_bias = bias is not None
+        return F.linear(F.gelu(h), weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        h, weight = ctx.saved_tensors
+        grad_h = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:  # under autocast the forward ran in grad's dtype: do the same here
+            grad_h = torch.ops.aten.gelu_backward(grad @ weight.to(grad.dtype), h)
+        grad_2d = grad.reshape(-1, grad.shape[-1])
+        if ctx.needs_input_grad[1]:
+            grad_weight = grad_2d.T @ F.gelu(h).reshape(-1, h.shape[-1]).to(grad.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_2d.sum(0)
+        return grad_h, grad_weight, grad_bias
+
+
+class MLP(nn.Module):
+    """Linear(D, hidden) -> GELU -> Linear(hidden, D_out).
+
+    Shapes: ``x: (..., D)`` -> ``(..., D_out)``."""
 
     def __init__(self, dim: int, hidden: int, dim_out: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, dim_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _GeluLinear.apply(self.fc1(x), self.fc2.weight, self.fc2.bias)
 
 
 class MultiScaleBlock(nn.Module):

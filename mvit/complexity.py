@@ -230,8 +230,27 @@ def _release_free_memory() -> None:
         _LIBC.malloc_trim(0)  # hand freed heap pages back to the OS so they do not hide the next peak
 
 
-def _cpu_peak(fn: Callable[[], object]) -> Optional[int]:
-    """Peak growth of the process's resident memory while `fn` runs (Linux), or None elsewhere."""
+def peak_memory(fn: Callable[[], object], device: "str | torch.device" = "cpu") -> Optional[int]:
+    """Peak memory, in bytes, that one call of `fn` adds on `device`.
+
+    - CUDA: ``torch.cuda.max_memory_allocated`` minus what was allocated before the call, i.e. the peak
+      of tensor memory the call added (the caching allocator's reserve is not included);
+    - CPU (Linux): the rise of the process's peak resident set size (``VmHWM``, reset through
+      ``/proc/self/clear_refs``) over its resident size just before the call, after freed heap pages
+      have been handed back to the OS. It counts everything the call touched (tensors, kernel
+      workspaces, allocator overhead), not just live tensors. None on platforms without these files.
+
+    `fn` should free what it creates (e.g. end a training step with ``zero_grad(set_to_none=True)``),
+    otherwise what it keeps is part of the next call's starting point rather than of its peak.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
     try:
         _release_free_memory()
         with open("/proc/self/clear_refs", "w") as f:
@@ -243,29 +262,13 @@ def _cpu_peak(fn: Callable[[], object]) -> Optional[int]:
     return max(_proc_status("VmHWM") - before, 0)
 
 
-def _cuda_peak(fn: Callable[[], object], device: torch.device) -> int:
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    fn()
-    torch.cuda.synchronize(device)
-    return torch.cuda.max_memory_allocated(device) - before
-
-
 def measure(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
             device: "str | torch.device" = "cpu") -> Measurement:
     """Time `fn` (a full step, e.g. forward + backward) and measure its peak memory.
 
     Time: `warmup` untimed calls, then the median wall time of `repeats` calls (CUDA is synchronised
-    around each call). Memory, from one further call:
-    - CUDA: ``torch.cuda.max_memory_allocated`` minus what was allocated before the call, i.e. the peak
-      of tensor memory the step added (caching-allocator reserve not included);
-    - CPU (Linux): the rise of the process's peak resident set size (``VmHWM``, reset through
-      ``/proc/self/clear_refs``) over its resident size just before the call, after freed heap pages have
-      been returned to the OS. It counts everything the step touched (tensors, kernel workspaces,
-      allocator overhead), not just live tensors; None on platforms without these files.
-    `fn` should leave no growing state behind (free gradients with ``zero_grad(set_to_none=True)``
-    inside it) so that every call does the same work.
+    around each call). Memory: `peak_memory` of one further call (read its docstring for what is
+    measured on CPU and on CUDA).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
@@ -284,5 +287,4 @@ def measure(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    peak = _cuda_peak(fn, device) if on_cuda else _cpu_peak(fn)
-    return Measurement(statistics.median(times), times, peak, str(device))
+    return Measurement(statistics.median(times), times, peak_memory(fn, device), str(device))
