@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from .attention import AttentionMap
-from .configs import MViTConfig, Triple, _padding, block_schedule
+from .configs import MViTConfig, Triple, pool_padding, block_schedule
 
 CLS_TOKEN_RULES = ("renormalize", "zero")
 
@@ -89,7 +89,7 @@ def block_grids(config: MViTConfig) -> list[tuple[TokenGrid, TokenGrid]]:
     grids = []
     for spec in block_schedule(config):
         def pool(kernel: Optional[Triple], stride: Triple) -> TokenGrid:
-            return grid if kernel is None else grid.pooled(kernel, stride, _padding(kernel))
+            return grid if kernel is None else grid.pooled(kernel, stride, pool_padding(kernel))
 
         q_grid, kv_grid = pool(spec.q_kernel, spec.q_stride), pool(spec.kv_kernel, spec.kv_stride)
         if (q_grid.thw, kv_grid.thw) != (spec.out_thw, spec.kv_thw):  # the schedule and Pool must agree

@@ -130,7 +130,7 @@ def pool_kernel_for(stride: Triple, rule: Union[Triple, str]) -> Triple:
     return tuple(stride)  # type: ignore[return-value]  # "stride"
 
 
-def _padding(kernel: Triple) -> Triple:
+def pool_padding(kernel: Triple) -> Triple:
     """Padding of a pooling kernel: ``(k - 1) // 2`` (= ``k // 2`` for odd kernels; an even kernel equal to
     the stride, Table 15's "kernel = stride", then keeps exactly ``L / s`` positions like the skip path)."""
     return tuple((k - 1) // 2 for k in kernel)  # type: ignore[return-value]
@@ -169,8 +169,8 @@ def block_schedule(cfg: MViTConfig) -> list[BlockSpec]:
                 kernel = pool_kernel_for(kv_stride, cfg.pool_kernel)
                 if math.prod(kernel) > 1 or math.prod(kv_stride) > 1:
                     kv_kernel = kernel
-            out_thw = conv_output_size(thw, q_kernel, q_stride, _padding(q_kernel)) if q_kernel else thw
-            kv_thw = conv_output_size(thw, kv_kernel, this_kv_stride, _padding(kv_kernel)) if kv_kernel else thw
+            out_thw = conv_output_size(thw, q_kernel, q_stride, pool_padding(q_kernel)) if q_kernel else thw
+            kv_thw = conv_output_size(thw, kv_kernel, this_kv_stride, pool_padding(kv_kernel)) if kv_kernel else thw
             skip_kernel = tuple(s + 1 if s > 1 else 1 for s in q_stride) if q_pooled else None
             specs.append(
                 BlockSpec(
