@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configs import Triple
+from .configs import Triple, pool_padding
 
 
 class _DepthwiseConv3d(torch.autograd.Function):
@@ -74,7 +74,7 @@ class Pool(nn.Module):
                  norm_eps: float = 1e-6) -> None:
         super().__init__()
         self.kernel, self.stride = tuple(kernel), tuple(stride)
-        padding = tuple((k - 1) // 2 for k in kernel)
+        padding = pool_padding(kernel)
         self.has_cls = has_cls
         self.is_conv = mode == "conv"
         if mode == "conv":
