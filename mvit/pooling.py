@@ -33,6 +33,7 @@ class _DepthwiseConv3d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
+        weight_dtype = weight.dtype
         x, weight = x.to(grad.dtype), weight.to(grad.dtype)  # under autocast the forward ran in grad's dtype
         stride, padding, channels = ctx.stride, ctx.padding, x.shape[1]
         grad_x = grad_weight = None
@@ -49,9 +50,13 @@ class _DepthwiseConv3d(torch.autograd.Function):
                 slice(a, a + (o - 1) * s + 1, s) for a, o, s in zip(left, grad.shape[2:], stride))] = grad
             grad_x = F.conv3d(upsampled, weight.flip(2, 3, 4), None, 1, 0, 1, channels)
         if ctx.needs_input_grad[1]:
+            # the weight gradient sums over every position: accumulate it in float32 (oneDNN's bf16
+            # kernel overflowed to inf here on some inputs), then return it in the parameter's dtype
+            acc = torch.promote_types(grad.dtype, torch.float32)
             grad_weight = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, stride, padding, (1, 1, 1), False, (0, 0, 0), channels, [False, True, False]
-            )[1]
+                grad.to(acc), x.to(acc), weight.to(acc), None, stride, padding, (1, 1, 1), False, (0, 0, 0),
+                channels, [False, True, False],
+            )[1].to(weight_dtype)
         return grad_x, grad_weight, None, None
 
 
