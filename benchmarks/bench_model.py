@@ -1,11 +1,12 @@
 """Training-step benchmark: our MViT-B 16x4 against torchvision's `mvit_v1_b`, same weights, same machine.
 
 One step = forward, cross-entropy loss, backward, gradients freed (both models in train mode, with their
-default dropout and stochastic depth). Both models run in the same process with the same thread count,
+default dropout and stochastic depth). Time: both models run in one process with the same thread count,
 in alternating order (ours, theirs, then theirs, ours, ...), so that load from other programs falls on
-both. Reported: the median wall time of a step (and its CPU time, summed over threads), the median peak
-memory of a step (`mvit.complexity.peak_memory`: on CPU the rise of the process's peak resident memory
-during the step, on CUDA the peak of allocated tensor memory), and the ratios. Before timing, the two
+both; reported are the median wall time of a step and its median CPU time (summed over threads). Memory:
+each model runs alone in a fresh process (so that neither inherits the other's allocator state) and
+reports the median over a few steps of `mvit.complexity.peak_memory` (on CPU the rise of the process's
+peak resident memory during the step, on CUDA the peak of allocated tensor memory). Before timing, the two
 models are checked to compute the same function (eval mode, same converted weights).
 
     .venv/bin/python benchmarks/bench_model.py                       # batch 2, 16x224x224, CPU
@@ -15,9 +16,12 @@ models are checked to compute the same function (eval mode, same converted weigh
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -28,10 +32,29 @@ import mvit
 from mvit.complexity import peak_memory
 from mvit.convert import from_torchvision
 
+MODELS = ("ours", "torchvision")
+CLIP = (16, 224, 224)  # mvit_v1_b is built for this clip size only
 
-def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
-    F.cross_entropy(model(x), y).backward()
-    model.zero_grad(set_to_none=True)
+
+def build(name: str, args: argparse.Namespace) -> torch.nn.Module:
+    if name == "torchvision":
+        return mvit_v1_b()
+    return mvit.build_model("mvit_b_16x4")
+
+
+def make_step(model: torch.nn.Module, args: argparse.Namespace, device: torch.device):
+    """A closure running one training step of `model` on a fixed random batch."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, 3, *CLIP, generator=generator).to(device)
+    y = torch.randint(0, 400, (args.batch,), generator=generator).to(device)
+
+    def step() -> None:
+        F.cross_entropy(model(x), y).backward()
+        model.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    return step, x
 
 
 def cpu_name() -> str:
@@ -45,62 +68,72 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def memory_of(name: str, args: argparse.Namespace, device: torch.device) -> None:
+    """Child process: peak memory of `args.memory_rounds` steps of one model, printed as JSON."""
+    model = build(name, args).to(device).train()
+    step, _ = make_step(model, args, device)
+    step()  # warm-up: lazy initialisation is not part of a step
+    peaks = [peak_memory(step, device) for _ in range(args.memory_rounds)]
+    print(json.dumps({"peaks": peaks}))
+
+
+def measure_memory_in_fresh_processes(args: argparse.Namespace) -> dict[str, list]:
+    memory = {}
+    for name in MODELS:
+        command = [sys.executable, os.path.abspath(__file__), "--memory-of", name, "--batch", str(args.batch),
+                   "--threads", str(args.threads), "--device", args.device, "--memory-rounds", str(args.memory_rounds)]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        memory[name] = [p for p in json.loads(done.stdout.strip().splitlines()[-1])["peaks"] if p is not None]
+    return memory
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=5, help="timed steps per model (after one warm-up)")
     parser.add_argument("--memory-rounds", type=int, default=3, help="steps per model whose peak memory is measured")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of our step")
+    parser.add_argument("--memory-of", choices=MODELS, help=argparse.SUPPRESS)  # used by the child processes
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    theirs = mvit_v1_b().to(device)
-    ours = mvit.build_model("mvit_b_16x4", input_size=(args.frames, args.size, args.size)).to(device)
-    ours.load_state_dict(from_torchvision(theirs.state_dict()))
-    x = torch.randn(args.batch, 3, args.frames, args.size, args.size, device=device)
-    y = torch.randint(0, 400, (args.batch,), device=device)
+    if args.memory_of:
+        memory_of(args.memory_of, args, device)
+        return
 
+    torch.manual_seed(0)
+    models = {name: build(name, args).to(device) for name in MODELS}
+    models["ours"].load_state_dict(from_torchvision(models["torchvision"].state_dict()))
+    steps = {}
+    for name, model in models.items():
+        steps[name], x = make_step(model, args, device)
     with torch.no_grad():
-        difference = (ours.eval()(x) - theirs.eval()(x)).abs().max().item()
-    ours.train(), theirs.train()
+        difference = (models["ours"].eval()(x) - models["torchvision"].eval()(x)).abs().max().item()
+    for model in models.values():
+        model.train()
     print(f"torch {torch.__version__}, {args.threads} threads, {device.type}: "
           f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu_name()}")
     print(f"input {tuple(x.shape)}; same weights, eval logits differ by at most {difference:.2e}")
 
-    models = {"ours": ours, "torchvision": theirs}
-
-    def step(name: str) -> None:
-        train_step(models[name], x, y)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for name in models:  # warm-up
-        step(name)
-    wall: dict[str, list[float]] = {name: [] for name in models}
-    cpu: dict[str, list[float]] = {name: [] for name in models}
-    memory: dict[str, list[int]] = {name: [] for name in models}
+    for name in MODELS:  # warm-up
+        steps[name]()
+    wall: dict[str, list[float]] = {name: [] for name in MODELS}
+    cpu: dict[str, list[float]] = {name: [] for name in MODELS}
     for r in range(args.rounds):
-        for name in (("ours", "torchvision") if r % 2 == 0 else ("torchvision", "ours")):
+        for name in (MODELS if r % 2 == 0 else MODELS[::-1]):
             start_wall, start_cpu = time.perf_counter(), time.process_time()
-            step(name)
+            steps[name]()
             wall[name].append(time.perf_counter() - start_wall)
             cpu[name].append(time.process_time() - start_cpu)
-    for r in range(args.memory_rounds):
-        for name in (("torchvision", "ours") if r % 2 == 0 else ("ours", "torchvision")):
-            peak = peak_memory(lambda name=name: step(name), device)
-            if peak is not None:
-                memory[name].append(peak)
-
     load = f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs" if hasattr(os, "getloadavg") else ""
+    memory = measure_memory_in_fresh_processes(args)
+
     print(f"{args.rounds} alternating rounds{load}")
     print(f"{'model':>12} {'median s':>9} {'min s':>7} {'max s':>7} {'CPU s':>7} {'peak MiB':>9}")
-    for name in models:
+    for name in MODELS:
         ts = wall[name]
         mem = f"{statistics.median(memory[name]) / 2**20:9.0f}" if memory[name] else f"{'n/a':>9}"
         print(f"{name:>12} {statistics.median(ts):9.2f} {min(ts):7.2f} {max(ts):7.2f} "
@@ -111,14 +144,14 @@ def main() -> None:
     if memory["ours"] and memory["torchvision"]:
         ratio = statistics.median(memory["ours"]) / statistics.median(memory["torchvision"])
         print(f"peak memory (ours / torchvision): {ratio:.2f}  (goal <= 0.7; median of {args.memory_rounds} "
-              "steps each)")
+              "steps each, each model alone in a fresh process)")
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=activities) as prof:
-            step("ours")
+            steps["ours"]()
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configs import Triple
+from .fused import layer_norm_linear
 from .pooling import Pool
 
 
@@ -67,13 +68,15 @@ class MultiScaleAttention(nn.Module):
         self.pool_k = pool(kv_kernel, kv_stride)
         self.pool_v = pool(kv_kernel, kv_stride)
 
-    def forward(self, x: torch.Tensor, thw: Triple, return_attention: bool = False
-                ) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
+    def forward(self, x: torch.Tensor, thw: Triple, return_attention: bool = False,
+                norm: Optional[nn.LayerNorm] = None) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
+        """Attention of ``x`` (of ``norm(x)`` when the block's pre-norm is given: it is then fused with
+        the Q/K/V projection, see `mvit.fused.layer_norm_linear`)."""
         b, n, c = x.shape
-        # (B, N, 3, h, d) -> three tensors of (B, h, N, d)
-        # unbind before transposing: the backward then stacks the three gradients straight into the
-        # (B, N, 3, h, d) layout of the projection, with no extra copy
-        q, k, v = (t.transpose(1, 2) for t in self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim).unbind(2))
+        qkv = layer_norm_linear(x, norm, self.qkv) if norm is not None else self.qkv(x)
+        # (B, N, 3, h, d) -> three tensors of (B, h, N, d); unbind before transposing, so that the backward
+        # stacks the three gradients straight into the projection's layout, with no extra copy
+        q, k, v = (t.transpose(1, 2) for t in qkv.view(b, n, 3, self.num_heads, self.head_dim).unbind(2))
         q_thw = kv_thw = thw
         if self.pool_q is not None:
             q, q_thw = self.pool_q(q, thw)

@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .attention import AttentionMap, MultiScaleAttention
 from .configs import BlockSpec, MViTConfig, Triple
+from .fused import gelu_linear, layer_norm_linear
 from .pooling import Pool
 
 
@@ -39,33 +39,9 @@ class DropPath(nn.Module):
         return f"p={self.p:.3f}"
 
 
-class _GeluLinear(torch.autograd.Function):
-    """``F.linear(GELU(h), weight, bias)`` that keeps ``h`` for the backward pass and recomputes
-    ``GELU(h)`` there, instead of keeping both: the same values and gradients, one ``(N, hidden)``
-    tensor less held per block during training (the MLP's hidden layer is the largest activation)."""
-
-    @staticmethod
-    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-        ctx.save_for_backward(h, weight)
-        ctx.has_bias = bias is not None
-        return F.linear(F.gelu(h), weight, bias)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        h, weight = ctx.saved_tensors
-        grad_h = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:  # under autocast the forward ran in grad's dtype: do the same here
-            grad_h = torch.ops.aten.gelu_backward(grad @ weight.to(grad.dtype), h)
-        grad_2d = grad.reshape(-1, grad.shape[-1])
-        if ctx.needs_input_grad[1]:
-            grad_weight = grad_2d.T @ F.gelu(h).reshape(-1, h.shape[-1]).to(grad.dtype)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad_2d.sum(0)
-        return grad_h, grad_weight, grad_bias
-
-
 class MLP(nn.Module):
-    """Linear(D, hidden) -> GELU -> Linear(hidden, D_out).
+    """Linear(D, hidden) -> GELU -> Linear(hidden, D_out), with `mvit.fused` operations that keep less
+    for the backward pass. Given the block's ``norm``, it computes ``MLP(norm(x))``.
 
     Shapes: ``x: (..., D)`` -> ``(..., D_out)``."""
 
@@ -74,8 +50,9 @@ class MLP(nn.Module):
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim_out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _GeluLinear.apply(self.fc1(x), self.fc2.weight, self.fc2.bias)
+    def forward(self, x: torch.Tensor, norm: Optional[nn.LayerNorm] = None) -> torch.Tensor:
+        hidden = layer_norm_linear(x, norm, self.fc1) if norm is not None else self.fc1(x)
+        return gelu_linear(hidden, self.fc2.weight, self.fc2.bias)
 
 
 class MultiScaleBlock(nn.Module):
@@ -107,16 +84,17 @@ class MultiScaleBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, thw: Triple, return_attention: bool = False
                 ) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
-        y, out_thw, attention_map = self.attn(self.norm1(x), thw, return_attention)
+        # the norms are applied inside attn and mlp, fused with the projections that follow them
+        y, out_thw, attention_map = self.attn(x, thw, return_attention, norm=self.norm1)
         if self.pool_skip is not None:
             x, _ = self.pool_skip(x, thw)
         x = x + self.drop_path(y)
-        x_norm = self.norm2(x)
-        y = self.drop_path(self.mlp(x_norm))
+        if self.proj is not None and self.stage_skip == "norm_linear":
+            x_norm = self.norm2(x)  # read by the MLP and the skip projection: normalise once
+            return self.proj(x_norm) + self.drop_path(self.mlp(x_norm)), out_thw, attention_map
+        y = self.drop_path(self.mlp(x, norm=self.norm2))
         if self.spec.dim_in == self.spec.dim_out:
             x = x + y
-        elif self.stage_skip == "norm_linear":
-            x = self.proj(x_norm) + y
         elif self.stage_skip == "linear":
             x = self.proj(x) + y
         else:

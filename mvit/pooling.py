@@ -9,55 +9,10 @@ then the class token is put back in front.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .configs import Triple, pool_padding
-
-
-class _DepthwiseConv3d(torch.autograd.Function):
-    """A depthwise ``F.conv3d`` whose input gradient is computed as a stride-1 convolution of the
-    zero-upsampled output gradient with the flipped kernel, which is what a transposed convolution is.
-
-    On the CPU, oneDNN's backward of a depthwise 3-D convolution is 3-6x slower than its forward; this
-    gives the same gradient (up to float rounding) at the speed of a forward convolution. The weight
-    gradient is oneDNN's own. Shapes: ``x: (N, C, T, H, W)``, ``weight: (C, 1, kT, kH, kW)``.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: Triple, padding: Triple) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.stride, ctx.padding = stride, padding
-        return F.conv3d(x, weight, None, stride, padding, 1, x.shape[1])
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        weight_dtype = weight.dtype
-        x, weight = x.to(grad.dtype), weight.to(grad.dtype)  # under autocast the forward ran in grad's dtype
-        stride, padding, channels = ctx.stride, ctx.padding, x.shape[1]
-        grad_x = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            kernel = weight.shape[2:]
-            left = [k - 1 - p for k, p in zip(kernel, padding)]
-            right = [n + p - (o - 1) * s - 1 for n, p, o, s in zip(x.shape[2:], padding, grad.shape[2:], stride)]
-            full = [a + (o - 1) * s + 1 + b for a, o, s, b in zip(left, grad.shape[2:], stride, right)]
-            if x.is_contiguous(memory_format=torch.channels_last_3d):
-                upsampled = grad.new_zeros((grad.shape[0], *full, channels)).permute(0, 4, 1, 2, 3)
-            else:
-                upsampled = grad.new_zeros((grad.shape[0], channels, *full))
-            upsampled[(slice(None), slice(None)) + tuple(
-                slice(a, a + (o - 1) * s + 1, s) for a, o, s in zip(left, grad.shape[2:], stride))] = grad
-            grad_x = F.conv3d(upsampled, weight.flip(2, 3, 4), None, 1, 0, 1, channels)
-        if ctx.needs_input_grad[1]:
-            # the weight gradient sums over every position: accumulate it in float32 (oneDNN's bf16
-            # kernel overflowed to inf here on some inputs), then return it in the parameter's dtype
-            acc = torch.promote_types(grad.dtype, torch.float32)
-            grad_weight = torch.ops.aten.convolution_backward(
-                grad.to(acc), x.to(acc), weight.to(acc), None, stride, padding, (1, 1, 1), False, (0, 0, 0),
-                channels, [False, True, False],
-            )[1].to(weight_dtype)
-        return grad_x, grad_weight, None, None
+from .fused import depthwise_conv3d
 
 
 class Pool(nn.Module):
@@ -107,7 +62,7 @@ class Pool(nn.Module):
             # and (unlike a strided view) it lets the (B, N, 3*D) projection be freed after the forward
             grid = grid.contiguous().view(-1, t, h, w, c).permute(0, 4, 1, 2, 3)
             if grid.device.type == "cpu":
-                grid = _DepthwiseConv3d.apply(grid, self.op.weight, self.op.stride, self.op.padding)
+                grid = depthwise_conv3d(grid, self.op.weight, self.op.stride, self.op.padding)
             else:
                 grid = self.op(grid)
         else:  # max / avg pooling save no input copy for their backward: a view is enough

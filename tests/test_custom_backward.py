@@ -1,5 +1,5 @@
-"""The hand-written backward passes (mvit.pooling._DepthwiseConv3d, mvit.blocks._GeluLinear) give the
-gradients that plain autograd gives for the same forward computation."""
+"""The fused operations of mvit.fused give the values and gradients that plain autograd gives for the
+same computation, and keep less for the backward pass."""
 
 from __future__ import annotations
 
@@ -8,8 +8,23 @@ import torch
 import torch.nn.functional as F
 
 import mvit
-from mvit.blocks import MLP, _GeluLinear
-from mvit.pooling import Pool, _DepthwiseConv3d
+from mvit import attention, blocks, pooling
+from mvit.blocks import MLP
+from mvit.fused import depthwise_conv3d, gelu_linear, layer_norm_linear
+from mvit.pooling import Pool
+
+
+def grads_match(fused_fn, plain_fn, inputs, rtol=1e-12, atol=1e-12):
+    """Same forward values (bit for bit) and the same gradients (float64) for fused_fn and plain_fn."""
+    fused = [t.clone().requires_grad_() for t in inputs]
+    plain = [t.clone().requires_grad_() for t in inputs]
+    y1, y2 = fused_fn(*fused), plain_fn(*plain)
+    torch.testing.assert_close(y1, y2, rtol=0, atol=0)
+    grad = torch.randn_like(y2)
+    y1.backward(grad)
+    y2.backward(grad)
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a.grad, b.grad, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -20,74 +35,88 @@ from mvit.pooling import Pool, _DepthwiseConv3d
     ((2, 4, 4, 9, 10), (3, 5, 5), (2, 4, 4)),  # odd sizes, strides that do not divide them
     ((2, 4, 3, 6, 6), (1, 3, 3), (1, 2, 2)),  # the image models' kernel
 ])
-def test_depthwise_conv_backward_matches_autograd(shape, kernel, stride, channels_last):
+def test_depthwise_conv_matches_autograd(shape, kernel, stride, channels_last):
     torch.manual_seed(0)
     padding = tuple((k - 1) // 2 for k in kernel)
     x = torch.randn(shape, dtype=torch.double)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last_3d)
     weight = torch.randn(shape[1], 1, *kernel, dtype=torch.double)
-    x1, w1 = x.clone().requires_grad_(), weight.clone().requires_grad_()
-    x2, w2 = x.clone().requires_grad_(), weight.clone().requires_grad_()
-    y1 = F.conv3d(x1, w1, None, stride, padding, 1, shape[1])
-    y2 = _DepthwiseConv3d.apply(x2, w2, stride, padding)
-    torch.testing.assert_close(y2, y1, rtol=0, atol=0)
-    grad = torch.randn_like(y1)
-    y1.backward(grad)
-    y2.backward(grad)
-    torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(w2.grad, w1.grad, rtol=1e-12, atol=1e-12)
+    grads_match(lambda a, w: depthwise_conv3d(a, w, stride, padding),
+                lambda a, w: F.conv3d(a, w, None, stride, padding, 1, shape[1]), (x, weight))
 
 
-def test_depthwise_conv_gradcheck():
+def test_fused_operations_pass_gradcheck():
     torch.manual_seed(0)
     x = torch.randn(1, 2, 3, 6, 6, dtype=torch.double, requires_grad=True)
-    weight = torch.randn(2, 1, 3, 3, 3, dtype=torch.double, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: _DepthwiseConv3d.apply(a, b, (1, 2, 2), (1, 1, 1)), (x, weight))
+    kernel = torch.randn(2, 1, 3, 3, 3, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: depthwise_conv3d(a, b, (1, 2, 2), (1, 1, 1)), (x, kernel))
+    h = torch.randn(2, 5, 8, dtype=torch.double, requires_grad=True)
+    weight = torch.randn(3, 8, dtype=torch.double, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(gelu_linear, (h, weight, bias))
+    assert torch.autograd.gradcheck(lambda a, b: gelu_linear(a, b, None), (h, weight))
+    norm, linear = torch.nn.LayerNorm(8).double(), torch.nn.Linear(8, 3).double()
+    with torch.no_grad():
+        norm.weight.normal_(), norm.bias.normal_()
+    assert torch.autograd.gradcheck(lambda a: layer_norm_linear(a, norm, linear), (h,))
 
 
-def test_gelu_linear_matches_autograd_and_gradcheck():
+def test_gelu_linear_matches_autograd():
     torch.manual_seed(0)
-    h = torch.randn(2, 5, 8, dtype=torch.double)
-    weight, bias = torch.randn(3, 8, dtype=torch.double), torch.randn(3, dtype=torch.double)
-    plain = [t.clone().requires_grad_() for t in (h, weight, bias)]
-    fused = [t.clone().requires_grad_() for t in (h, weight, bias)]
-    y1 = F.linear(F.gelu(plain[0]), plain[1], plain[2])
-    y2 = _GeluLinear.apply(*fused)
-    torch.testing.assert_close(y2, y1, rtol=0, atol=0)
-    grad = torch.randn_like(y1)
+    inputs = (torch.randn(2, 5, 8, dtype=torch.double), torch.randn(3, 8, dtype=torch.double),
+              torch.randn(3, dtype=torch.double))
+    grads_match(gelu_linear, lambda h, w, b: F.linear(F.gelu(h), w, b), inputs)
+
+
+def test_layer_norm_linear_matches_autograd():
+    torch.manual_seed(0)
+    inputs = (torch.randn(2, 5, 8, dtype=torch.double), torch.randn(8, dtype=torch.double),
+              torch.randn(8, dtype=torch.double), torch.randn(3, 8, dtype=torch.double),
+              torch.randn(3, dtype=torch.double))
+
+    fused_out = [t.clone().requires_grad_() for t in inputs]
+    plain_in = [t.clone().requires_grad_() for t in inputs]
+    norm, linear = torch.nn.LayerNorm(8, eps=1e-6).double(), torch.nn.Linear(8, 3).double()
+    with torch.no_grad():
+        for p, t in zip((norm.weight, norm.bias, linear.weight, linear.bias), inputs[1:]):
+            p.copy_(t)
+    y1 = layer_norm_linear(fused_out[0], norm, linear)
+    y2 = F.linear(F.layer_norm(plain_in[0], (8,), plain_in[1], plain_in[2], 1e-6), plain_in[3], plain_in[4])
+    torch.testing.assert_close(y1, y2, rtol=0, atol=0)
+    grad = torch.randn_like(y2)
     y1.backward(grad)
     y2.backward(grad)
-    for a, b in zip(fused, plain):
-        torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-12)
-    assert torch.autograd.gradcheck(_GeluLinear.apply, tuple(t.clone().requires_grad_() for t in (h, weight, bias)))
-    assert torch.autograd.gradcheck(lambda a, b: _GeluLinear.apply(a, b, None),
-                                    (h.clone().requires_grad_(), weight.clone().requires_grad_()))
+    fused_grads = (fused_out[0].grad, norm.weight.grad, norm.bias.grad, linear.weight.grad, linear.bias.grad)
+    for a, b in zip(fused_grads, plain_in):
+        torch.testing.assert_close(a, b.grad, rtol=1e-12, atol=1e-12)
 
 
-def test_mlp_and_conv_pool_keep_fewer_tensors_for_backward():
-    # What the custom backward passes are for: the MLP keeps its hidden layer once, not twice (before and
-    # after GELU), and conv pooling keeps one copy of its grid, not a view of the whole Q/K/V projection.
+def saved_bytes(fn, module, *inputs):
+    """Bytes of the activations (not parameters) that autograd keeps for the backward pass of fn."""
+    params = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    storages = {}
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in params:
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(module, *inputs)
+    return sum(storages.values())
+
+
+def test_fused_modules_keep_fewer_tensors_for_backward():
+    # What the fused operations are for. The MLP given its norm keeps the un-normalised input and the hidden
+    # layer once: not norm(x), and not the hidden layer both before and after GELU. Conv pooling keeps one
+    # copy of its grid, not a view of the whole Q/K/V projection.
     torch.manual_seed(0)
-
-    def saved_bytes(fn, module, *inputs):
-        """Bytes of the activations (not parameters) that autograd keeps for the backward pass."""
-        params = {p.untyped_storage().data_ptr() for p in module.parameters()}
-        storages = {}
-
-        def pack(t):
-            if t.untyped_storage().data_ptr() not in params:
-                storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            fn(module, *inputs)
-        return sum(storages.values())
-
-    mlp = MLP(16, 64, 16)
+    mlp, norm = MLP(16, 64, 16), torch.nn.LayerNorm(16)
     x = torch.randn(4, 100, 16, requires_grad=True)
     hidden = 4 * 100 * 64 * 4
-    assert saved_bytes(lambda m, t: m(t), mlp, x) == x.numel() * 4 + hidden  # fc1's input, GELU's input
+    pair = torch.nn.ModuleList([mlp, norm])
+    assert saved_bytes(lambda m, t: m[0](t, norm=m[1]), pair, x) == x.numel() * 4 + hidden
 
     pool = Pool("conv", 8, (3, 3, 3), (1, 2, 2))
     qkv = torch.randn(2, 1 + 4 * 8 * 8, 3, 2, 8, requires_grad=True)
@@ -97,7 +126,7 @@ def test_mlp_and_conv_pool_keep_fewer_tensors_for_backward():
 
 
 def test_model_gradients_in_float64_match_a_plain_autograd_model():
-    # The same model with nn.Conv3d's own backward and a plain GELU MLP (swapped in below) as reference.
+    # The reference: the same model with the fused operations swapped for the plain expressions they fuse.
     torch.manual_seed(0)
     model = mvit.build_model("mvit_tiny", drop_path=0.0, dropout=0.0).double().train()
     x = torch.randn(2, 3, *model.config.input_size, dtype=torch.double)
@@ -105,15 +134,12 @@ def test_model_gradients_in_float64_match_a_plain_autograd_model():
     fast = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
 
-    def plain_mlp(self, t):
-        return self.fc2(F.gelu(self.fc1(t)))
-
-    def plain_conv(x, weight, stride, padding):
-        return F.conv3d(x, weight, None, stride, padding, 1, x.shape[1])
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(MLP, "forward", plain_mlp)
-        patch.setattr(_DepthwiseConv3d, "apply", plain_conv)
+        patch.setattr(pooling, "depthwise_conv3d",
+                      lambda x, w, stride, padding: F.conv3d(x, w, None, stride, padding, 1, x.shape[1]))
+        patch.setattr(blocks, "gelu_linear", lambda h, w, b: F.linear(F.gelu(h), w, b))
+        for module in (attention, blocks):
+            patch.setattr(module, "layer_norm_linear", lambda x, norm, linear: linear(norm(x)))
         model(x).logsumexp(1).sum().backward()
     for name, p in model.named_parameters():
         torch.testing.assert_close(fast[name], p.grad, rtol=1e-9, atol=1e-12, msg=name)
