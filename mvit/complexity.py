@@ -7,7 +7,9 @@ two). It sees convolutions, linear layers, matrix products and fused scaled-dot-
 nothing else: LayerNorm, GELU, softmax, additions and max/avg pooling are free under this convention
 (fvcore charges LayerNorm, which is why it reports 70.80 G for MViT-B 16x4 where this gives 70.599 G).
 Counting runs the model on the ``meta`` device: shapes are propagated, nothing is computed, so even
-MViT-B 64x3 is counted in about a second on a laptop CPU.
+MViT-B 64x3 is counted in about a second on a laptop CPU. (It is also the device on which the count is
+complete: on real CPU tensors, PyTorch's fused CPU attention kernel has no FLOP formula and would be
+missed.)
 
 Analytic costs (paper Appendix C). For one multi-head pooling attention on ``L = T*H*W`` tokens of
 ``D`` channels with ``h`` heads, query and key/value sequences shortened by the factors ``f_Q`` and
@@ -238,7 +240,8 @@ def peak_memory(fn: Callable[[], object], device: "str | torch.device" = "cpu") 
     - CPU (Linux): the rise of the process's peak resident set size (``VmHWM``, reset through
       ``/proc/self/clear_refs``) over its resident size just before the call, after freed heap pages
       have been handed back to the OS. It counts everything the call touched (tensors, kernel
-      workspaces, allocator overhead), not just live tensors. None on platforms without these files.
+      workspaces, allocator overhead), not just live tensors. None on platforms without these files
+      and on other devices.
 
     `fn` should free what it creates (e.g. end a training step with ``zero_grad(set_to_none=True)``),
     otherwise what it keeps is part of the next call's starting point rather than of its peak.
@@ -251,6 +254,8 @@ def peak_memory(fn: Callable[[], object], device: "str | torch.device" = "cpu") 
         fn()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
+    if device.type != "cpu":
+        return None
     try:
         _release_free_memory()
         with open("/proc/self/clear_refs", "w") as f:
