@@ -9,7 +9,7 @@ from torch.utils.data import TensorDataset
 from torchvision.io import write_png
 
 from mvit.configs import get_config
-from mvit.data import synthetic
+from mvit.data import RepeatAugSampler, synthetic
 from mvit.engine import list_recipes, load_config, train
 from mvit.engine.data import build_datasets
 
@@ -68,3 +68,15 @@ def test_recipe_data_settings_build_its_datasets(name, data_roots):
     if test_set is not None:
         views, _ = test_set[0]
         assert tuple(views.shape) == (cfg.data.num_clips * cfg.data.num_crops, *clip.shape)
+
+
+def test_imagenet_recipe_computes_deit_300_passes_with_deit_warmup():
+    """App. D.5: 100 epochs x 3 repeated-augmentation copies, "overall computation equals 300 epochs"; DeiT
+    warms up for 5 of its 300 passes. Passes are counted through the sampler the engine draws an epoch from."""
+    cfg = load_config("imagenet_mvit_b_16")
+    images, ranks = 1_000, 8
+    draws_per_epoch = sum(len(RepeatAugSampler(range(images), cfg.augment.repeat_aug, ranks, rank))
+                          for rank in range(ranks))
+    passes_per_epoch = draws_per_epoch / images
+    assert cfg.optim.epochs * passes_per_epoch == pytest.approx(300)
+    assert cfg.optim.warmup_epochs * passes_per_epoch == pytest.approx(5)
