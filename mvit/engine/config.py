@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -141,7 +142,12 @@ def load_config(source: Union[str, Path, dict, None] = None, overrides: tuple[st
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. optim.lr=1e-3)")
-        _set_dotted(raw, key.strip(), yaml.safe_load(text) if text.strip() else None)
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(err)}); "
+                              "quote strings and close brackets, e.g. optim.betas=[0.9,0.999]") from None
+        _set_dotted(raw, key.strip(), value)
     cfg = _build(TrainConfig, raw, prefix="")
     _check_model_overrides(cfg.model)
     _check_values(cfg)
@@ -165,13 +171,26 @@ def _read(source: Union[str, Path, dict], seen: tuple[str, ...]) -> dict:
         name = str(path)
         if name in seen:
             raise ConfigError(f"recipe {name} inherits from itself through 'base:' ({' -> '.join(seen)})")
-        raw = yaml.safe_load(path.read_text()) or {}
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}{_yaml_where(err)} is not valid YAML: {_yaml_problem(err)}; fix the file "
+                              "(sections of 'key: value' lines)") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} must hold a mapping of sections, not {type(raw).__name__}")
     base = raw.pop("base", None)
     if base is None:
         return raw
     return _merge(_read(base, seen + (name,)), raw)
+
+
+def _yaml_where(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    return f", line {mark.line + 1}, column {mark.column + 1}," if mark is not None else ""
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    return " ".join(str(getattr(err, "problem", None) or err).split())
 
 
 def _resolve(source: Union[str, Path]) -> Path:
@@ -350,35 +369,69 @@ def _check_model_overrides(model: ModelSection) -> None:
             raise ConfigError(f"unknown config key 'model.config.{key}'{_suggest(str(key), list(hints), 'model.config.')}"
                               f"; valid keys are the MViTConfig fields: {', '.join(hints)}")
         checked[key] = _coerce(value, hints[key], f"model.config.{key}")
+    for key in ("num_classes", "embed_dim", "num_heads", "in_channels"):
+        if key in checked and checked[key] < 1:
+            raise ConfigError(f"config key 'model.config.{key}' must be at least 1, got {checked[key]}")
     try:
-        get_config(model.name, **checked)
+        mvit_cfg = get_config(model.name, **checked)
     except ValueError as err:
         raise ConfigError(f"model.config: {err}") from None
+    size, stride = mvit_cfg.input_size, mvit_cfg.patch_stride
+    if any(s < 1 or n < 1 or n % s for n, s in zip(size, stride)) or min(mvit_cfg.patch_grid) < 1:
+        raise ConfigError(f"model.config.input_size={list(size)} cannot be tiled by {model.name}'s patch stride "
+                          f"{list(stride)} (kernel {list(mvit_cfg.patch_kernel)}): each of T, H, W must be a positive "
+                          f"multiple of the stride on its axis, e.g. {[max(s, n // max(s, 1) * s) for n, s in zip(size, stride)]}")
     model.config = checked
 
 
 def _check_values(cfg: TrainConfig) -> None:
-    """Ranges the types cannot express."""
-    positive = {"data.batch_size": cfg.data.batch_size, "data.num_clips": cfg.data.num_clips,
-                "data.num_crops": cfg.data.num_crops, "data.sampling_rate": cfg.data.sampling_rate,
-                "augment.repeat_aug": cfg.augment.repeat_aug, "optim.epochs": cfg.optim.epochs,
-                "optim.accum_steps": cfg.optim.accum_steps, "optim.lr_reference_batch": cfg.optim.lr_reference_batch,
-                "run.log_every_steps": cfg.run.log_every_steps}
-    for key, value in positive.items():
-        if value < 1:
+    """Ranges the types cannot express: each failure names the key and its valid range."""
+    for key, value in _floats(cfg):
+        if not math.isfinite(value):
+            raise ConfigError(f"config key {key!r} must be a finite number, got {value}")
+    d, a, o, r = cfg.data, cfg.augment, cfg.optim, cfg.run
+    at_least_1 = {"data.batch_size": d.batch_size, "data.num_clips": d.num_clips, "data.num_crops": d.num_crops,
+                  "data.sampling_rate": d.sampling_rate, "data.train_size": d.train_size, "data.val_size": d.val_size,
+                  "data.eval_batch_size": d.eval_batch_size, "augment.repeat_aug": a.repeat_aug,
+                  "optim.epochs": o.epochs, "optim.accum_steps": o.accum_steps,
+                  "optim.lr_reference_batch": o.lr_reference_batch, "run.log_every_steps": r.log_every_steps}
+    for key, value in at_least_1.items():
+        if value is not None and value < 1:
             raise ConfigError(f"config key {key!r} must be at least 1, got {value}")
-    for key, value in {"data.num_workers": cfg.data.num_workers, "run.eval_every_epochs": cfg.run.eval_every_epochs,
-                       "run.checkpoint_every_steps": cfg.run.checkpoint_every_steps,
-                       "optim.warmup_epochs": cfg.optim.warmup_epochs}.items():
+    not_negative = {"data.num_workers": d.num_workers, "run.eval_every_epochs": r.eval_every_epochs,
+                    "run.checkpoint_every_steps": r.checkpoint_every_steps, "run.seed": r.seed,
+                    "optim.warmup_epochs": o.warmup_epochs, "optim.weight_decay": o.weight_decay,
+                    "augment.mixup_alpha": a.mixup_alpha, "augment.cutmix_alpha": a.cutmix_alpha}
+    for key, value in not_negative.items():
         if value < 0:
             raise ConfigError(f"config key {key!r} must not be negative, got {value}")
-    if cfg.optim.warmup_epochs >= cfg.optim.epochs and cfg.optim.warmup_epochs > 0:
-        raise ConfigError(f"optim.warmup_epochs={cfg.optim.warmup_epochs} must be shorter than "
-                          f"optim.epochs={cfg.optim.epochs}; lower the warmup or train longer")
-    if not 0.0 <= cfg.augment.label_smoothing < 1.0:
-        raise ConfigError(f"augment.label_smoothing must lie in [0, 1), got {cfg.augment.label_smoothing}")
-    if cfg.optim.lr <= 0:
-        raise ConfigError(f"optim.lr must be positive, got {cfg.optim.lr}")
+    positive = {"optim.lr": o.lr, "optim.eps": o.eps, "optim.clip_grad_norm": o.clip_grad_norm,
+                "model.config.norm_eps": cfg.model.config.get("norm_eps")}
+    for key, value in positive.items():
+        if value is not None and value <= 0:
+            hint = " (null turns clipping off)" if key == "optim.clip_grad_norm" else ""
+            raise ConfigError(f"config key {key!r} must be positive{hint}, got {value}")
+    ranges = {"optim.final_lr_ratio": (o.final_lr_ratio, "[0, 1]"), "optim.warmup_start_ratio":
+              (o.warmup_start_ratio, "[0, 1]"), "augment.switch_prob": (a.switch_prob, "[0, 1]"),
+              "augment.label_smoothing": (a.label_smoothing, "[0, 1)"), "optim.momentum": (o.momentum, "[0, 1)"),
+              "optim.betas[0]": (o.betas[0], "[0, 1)"), "optim.betas[1]": (o.betas[1], "[0, 1)")}
+    for key, (value, interval) in ranges.items():
+        if not (0.0 <= value <= 1.0 if interval == "[0, 1]" else 0.0 <= value < 1.0):
+            raise ConfigError(f"config key {key!r} must lie in {interval}, got {value}")
+    if o.warmup_epochs >= o.epochs and o.warmup_epochs > 0:
+        raise ConfigError(f"optim.warmup_epochs={o.warmup_epochs} must be shorter than "
+                          f"optim.epochs={o.epochs}; lower the warmup or train longer")
+
+
+def _floats(node: Any, prefix: str = "") -> list[tuple[str, float]]:
+    """``(dotted key, value)`` of every float in a config (sections, tuples, dicts such as ``model.config``)."""
+    if dataclasses.is_dataclass(node):
+        node = {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
+    if isinstance(node, dict):
+        return [kv for key, value in node.items() for kv in _floats(value, f"{prefix}{key}.")]
+    if isinstance(node, (list, tuple)):
+        return [kv for i, value in enumerate(node) for kv in _floats(value, f"{prefix.rstrip('.')}[{i}].")]
+    return [(prefix.rstrip("."), node)] if isinstance(node, float) else []
 
 
 def _plain(value: Any) -> Any:
