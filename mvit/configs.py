@@ -61,6 +61,8 @@ class MViTConfig:
     drop_path: float = 0.2
     dropout: float = 0.5
     norm_eps: float = 1e-6
+    # the LayerNorm after conv pooling; pytorchvideo 0.1.5 checkpoints need 1e-5 (see mvit.convert)
+    pool_norm_eps: float = 1e-6
     activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
