@@ -68,7 +68,7 @@ class MultiScaleBlock(nn.Module):
         self.norm1 = nn.LayerNorm(spec.dim_in, eps=cfg.norm_eps)
         self.attn = MultiScaleAttention(
             spec.dim_in, spec.num_heads, spec.q_kernel, spec.q_stride, spec.kv_kernel, spec.kv_stride,
-            pool_mode=cfg.pool_mode, qkv_bias=cfg.qkv_bias, has_cls=cfg.cls_token, norm_eps=cfg.norm_eps,
+            pool_mode=cfg.pool_mode, qkv_bias=cfg.qkv_bias, has_cls=cfg.cls_token, norm_eps=cfg.pool_norm_eps,
         )
         self.pool_skip = (
             Pool("max", spec.dim_in, spec.skip_kernel, spec.q_stride, has_cls=cfg.cls_token)
