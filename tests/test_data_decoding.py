@@ -55,7 +55,7 @@ def test_auto_falls_back_to_pyav_when_decord_fails_on_a_file(monkeypatch, caplog
     def broken(path):
         raise decoding.VideoDecodeError(path, "decord cannot open it (simulated)")
 
-    monkeypatch.setattr(decoding, "DecordVideo", broken)
+    monkeypatch.setattr(decoding, "FallbackVideo", broken)
     monkeypatch.setattr(decoding, "_fallback_logged", set())
     with caplog.at_level(logging.WARNING, logger="mvit.data"):
         frames = data.read_frames(SAMPLE, [5])
@@ -87,3 +87,29 @@ def test_bad_files_raise_an_error_naming_them(bad_files, name, reason, backend):
 def test_unknown_backend():
     with pytest.raises(ValueError, match="backend must be one of"):
         data.open_video(SAMPLE, "opencv")
+
+
+def test_auto_falls_back_to_pyav_when_decord_fails_while_decoding(tmp_path, monkeypatch, caplog):
+    """decord 0.6 opens 48 x 48 H.264 files but fails to copy their frames (a frame-size bug); "auto"
+    must read them with PyAV, warning once per process with the first file's name."""
+    rng = np.random.default_rng(0)
+    paths = [data.write_video(tmp_path / f"{i}.mp4", rng.integers(0, 255, (6, 48, 48, 3), dtype=np.uint8))
+             for i in range(2)]
+    with data.open_video(paths[0], "decord") as video, pytest.raises(data.VideoDecodeError, match="while decoding"):
+        video.get_frames([0, 2])  # the failure the fallback is for (opening works)
+    monkeypatch.setattr(decoding, "_fallback_logged", set())
+    with caplog.at_level(logging.WARNING, logger="mvit.data"):
+        for path in paths * 2:
+            np.testing.assert_array_equal(data.read_frames(path, [0, 2, 5]), data.read_frames(path, [0, 2, 5], "pyav"))
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and str(paths[0]) in messages[0] and "decoding it with PyAV instead" in messages[0]
+
+
+def test_auto_reports_both_backends_when_neither_can_decode(monkeypatch):
+    def fails(self, indices):
+        raise RuntimeError("simulated")
+
+    monkeypatch.setattr(decoding.DecordVideo, "_read", fails)
+    monkeypatch.setattr(decoding.PyAVVideo, "_read", fails)
+    with pytest.raises(data.VideoDecodeError, match="decord failed while decoding.*; pyav failed while decoding"):
+        data.read_frames(SAMPLE, [0])

@@ -95,10 +95,30 @@ class DecordVideo(Video):
         return float(self._reader.get_avg_fps())
 
     def _read(self, indices: np.ndarray) -> np.ndarray:
-        return self._reader.get_batch(indices.tolist()).asnumpy()
+        frames = self._reader.get_batch(indices.tolist()).asnumpy()
+        if frames.ndim != 4 or frames.shape[0] != len(indices) or frames.shape[-1] != 3:
+            # decord 0.6 mis-sizes frames of some widths (48 x 48, 32 x 48, ...): never pass them on
+            raise RuntimeError(f"decord returned frames of shape {frames.shape} for {len(indices)} frames")
+        return frames
 
     def close(self) -> None:
         self._reader = None
+
+
+class FallbackVideo(DecordVideo):
+    """The "auto" backend: decord, and PyAV for any read that decord fails (the file opened)."""
+
+    def get_frames(self, indices: Sequence[int]) -> np.ndarray:
+        try:
+            return super().get_frames(indices)
+        except VideoDecodeError as decord_error:
+            try:
+                with PyAVVideo(self.path) as video:
+                    frames = video.get_frames(indices)
+            except VideoDecodeError as pyav_error:
+                raise VideoDecodeError(self.path, f"{decord_error.reason}; {pyav_error.reason}") from pyav_error
+            _log_fallback(self.path, decord_error.reason)
+            return frames
 
 
 class PyAVVideo(Video):
@@ -175,9 +195,15 @@ def _log_once(key: str, message: str) -> None:
         logger.warning(message)
 
 
+def _log_fallback(path: str | os.PathLike, reason: str) -> None:
+    """One warning per process for every file decord cannot open or decode, naming the first."""
+    _log_once("fallback", f"decord cannot read {path} ({reason}); decoding it with PyAV instead "
+                          "(and, without a further warning, any other file decord cannot read)")
+
+
 def open_video(path: str | os.PathLike, backend: str = "auto") -> Video:
     """Open `path` with `backend` ("decord", "pyav", or "auto": decord, then PyAV if decord is not
-    installed or cannot read this file). Raises `VideoDecodeError` naming the file when it is missing,
+    installed or cannot open or decode this file, with one warning per process). Raises `VideoDecodeError` naming the file when it is missing,
     empty, or not a readable video."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -194,13 +220,13 @@ def open_video(path: str | os.PathLike, backend: str = "auto") -> Video:
         _log_once("missing", "decord is not installed: decoding videos with PyAV (pip install decord for speed)")
         return PyAVVideo(path)
     try:
-        return DecordVideo(path)
+        return FallbackVideo(path)
     except VideoDecodeError as decord_error:
         try:
             video = PyAVVideo(path)
         except VideoDecodeError as pyav_error:
             raise VideoDecodeError(path, f"{decord_error.reason}; {pyav_error.reason}") from pyav_error
-        _log_once(str(path), f"decord cannot read {path}; decoding it with PyAV instead")
+        _log_fallback(path, decord_error.reason)
         return video
 
 
