@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import mvit
 import mvit.data as data
 from mvit.data import synthetic
 
@@ -86,3 +87,74 @@ def test_in_memory_dataset_works_with_worker_processes():
     clips, labels = zip(*loader)
     torch.testing.assert_close(torch.cat(clips), torch.stack([dataset[i][0] for i in range(6)]))
     assert torch.cat(labels).tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_mixed_set_has_order_and_appearance_groups():
+    names = synthetic.CLASS_SETS["mixed"]
+    groups = synthetic.class_groups("mixed")
+    assert len(names) == 10 and sorted(groups["order"] + groups["appearance"]) == list(range(10))
+    assert [names[i] for i in groups["appearance"]] == list(synthetic.APPEARANCE_CLASSES)
+    assert synthetic.class_groups("temporal") == {"order": list(range(10))}
+    with pytest.raises(ValueError, match="classes must be one of"):
+        synthetic.class_groups("kinetics")
+
+
+def test_mixed_order_classes_are_the_temporal_clips_and_twins():
+    """The order classes of the mixed set are drawn exactly as in the temporal set, so a pair's twins
+    are still time reversals of each other (shuffled frames cannot tell them apart)."""
+    mixed = synthetic.CLASS_SETS["mixed"]
+    for label in synthetic.class_groups("mixed")["order"]:
+        ours = synthetic.render_clip(label, 8, 32, np.random.default_rng(5), "mixed")
+        temporal = synthetic.render_clip(synthetic.CLASSES.index(mixed[label]), 8, 32, np.random.default_rng(5))
+        np.testing.assert_array_equal(ours, temporal)
+    for pair in range(3):
+        a = synthetic.render_clip(2 * pair, 8, 32, np.random.default_rng(9), "mixed")
+        b = synthetic.render_clip(2 * pair + 1, 8, 32, np.random.default_rng(9), "mixed")
+        np.testing.assert_array_equal(b, a[::-1])
+
+
+def _object_mask(frame):
+    """Pixels far from the frame's median colour: the object, at least 0.25 (64 levels) from the background
+    on every channel at full light; the noise (std <= 0.05, 13 levels) averages to under 45 over channels."""
+    return np.abs(frame.astype(float) - np.median(frame.reshape(-1, 3), axis=0)).mean(axis=-1) > 45
+
+
+def test_appearance_classes_are_shapes_and_change_at_random():
+    """Each appearance class is one shape: in the frame where the object covers most pixels (at full
+    size and contrast, whichever change it carries) a bar is longer than it is wide in its own direction,
+    a ring has a hole at its centre and a cross has empty corners. The change over time runs
+    through several families and in both directions, so the order of frames says nothing about the class."""
+    first_differs_from_last = []
+    for seed in range(12):
+        for name, label in zip(synthetic.APPEARANCE_CLASSES, synthetic.class_groups("mixed")["appearance"]):
+            clip = synthetic.render_clip(label, 8, 64, np.random.default_rng(seed), "mixed")
+            assert clip.shape == (8, 64, 64, 3) and clip.dtype == np.uint8
+            mask = max((_object_mask(f) for f in clip), key=np.sum)
+            assert mask.sum() > 20, (name, seed)
+            ys, xs = np.nonzero(mask)
+            height, width = np.ptp(ys) + 1, np.ptp(xs) + 1
+            cy, cx = int(round(ys.mean())), int(round(xs.mean()))
+            if name == "horizontal bar":
+                assert width > 2 * height, (seed, width, height)
+            elif name == "vertical bar":
+                assert height > 2 * width, (seed, width, height)
+            elif name == "ring":
+                assert not mask[cy, cx] and abs(width - height) <= 2, seed
+            else:  # cross: the centre is covered, the corners of its bounding box are not
+                corners = mask[ys.min(), xs.min()] or mask[ys.min(), xs.max()] or mask[ys.max(), xs.min()]
+                assert mask[cy, cx] and not corners, seed
+            first_differs_from_last.append(not np.array_equal(clip[0], clip[-1]))
+    assert all(first_differs_from_last)
+
+
+def test_mixed_dataset_through_the_engine_options():
+    from mvit.engine import load_config
+    from mvit.engine.data import build_datasets
+
+    cfg = load_config("cpu_synthetic_mvit", ["data.options.classes=mixed", "data.train_size=20", "data.val_size=10"])
+    train_set, val_set, _ = build_datasets(cfg, mvit.get_config(cfg.model.name, **cfg.model.config))
+    assert train_set.classes == synthetic.CLASS_SETS["mixed"] and val_set.num_classes == 10
+    assert np.bincount([val_set[i][1] for i in range(10)]).tolist() == [1] * 10
+    frames, label = val_set.frames(7)
+    np.testing.assert_array_equal(frames, synthetic.render_sample("val", 7, 8, 32, 0, "mixed")[0])
+    assert label == 7 and not np.array_equal(frames, synthetic.render_sample("val", 7, 8, 32, 0)[0])

@@ -18,6 +18,15 @@ brightening). Classes that
 need relations between distant tokens (a rotation's sense, the order of two separate events) were tried
 and left out: `mvit_tiny` stayed at chance on them for the first hundred steps.
 
+A second class set, ``"mixed"``, adds classes that appearance alone decides, for Table 9's contrast
+(Kinetics is mostly appearance, Something-Something mostly order). Its ten classes form two groups:
+
+- **order** (labels 0-5): three of the pairs above (moving right / left, approaching / receding,
+  getting brighter / darker), drawn exactly as in the temporal set;
+- **appearance** (labels 6-9): the object is a ring, a cross, a horizontal or a vertical bar, shapes the
+  order classes never use, and it carries one of the five changes above in a random direction. Any frame
+  shows the shape, so a bag of frames can solve these classes; the change over time is a nuisance.
+
 The same function, `render_sample`, makes the frames of the in-memory `SyntheticVideoDataset` and of
 the mp4 files written by `generate`, so the two are identical up to video compression.
 """
@@ -42,6 +51,12 @@ CLASSES = (
     "getting brighter", "getting darker",
 )
 FAMILIES = ("horizontal", "vertical", "scale", "fade", "light")  # pair k: classes 2k, 2k + 1
+ORDER_FAMILIES = ("horizontal", "scale", "light")  # the pairs kept in the mixed set
+APPEARANCE_CLASSES = ("ring", "cross", "horizontal bar", "vertical bar")
+CLASS_SETS = {
+    "temporal": CLASSES,
+    "mixed": tuple(CLASSES[2 * FAMILIES.index(f) + d] for f in ORDER_FAMILIES for d in (0, 1)) + APPEARANCE_CLASSES,
+}
 SPLITS = {"train": 0, "val": 1, "test": 2}
 FPS = 8.0
 
@@ -62,6 +77,26 @@ def _diamond(dx, dy, r):
 SHAPES = (_disc, _square, _diamond)
 
 
+def _ring(dx, dy, r):
+    return np.abs(np.sqrt(dx * dx + dy * dy) - 0.7 * r) - 0.3 * r  # outer radius r, hole of radius 0.4 r
+
+
+def _cross(dx, dy, r):
+    ax, ay = np.abs(dx), np.abs(dy)
+    return np.minimum(np.maximum(ax - r, ay - 0.3 * r), np.maximum(ax - 0.3 * r, ay - r))
+
+
+def _horizontal_bar(dx, dy, r):
+    return np.maximum(np.abs(dx) - 1.2 * r, np.abs(dy) - 0.35 * r)
+
+
+def _vertical_bar(dx, dy, r):
+    return _horizontal_bar(dy, dx, r)
+
+
+APPEARANCE_SHAPES = (_ring, _cross, _horizontal_bar, _vertical_bar)  # class APPEARANCE_CLASSES[i]
+
+
 def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A background colour and an object colour on the other side of mid-grey (dark on light or light
     on dark, at random), so that the object always stands out."""
@@ -70,14 +105,17 @@ def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return rng.uniform(0.65, 1.0, 3), rng.uniform(0.0, 0.4, 3)
 
 
-def _render_forward(family: str, num_frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
+def _render_forward(family: str, num_frames: int, size: int, rng: np.random.Generator,
+                    shape=None) -> np.ndarray:
     """Float frames ``(T, S, S, 3)`` in [0, 1] of the first class of `family`, parameters from `rng`:
-    one object (disc, square or diamond) over a noisy background."""
+    one object over a noisy background; its shape is `shape` (a signed distance function) or, by default,
+    a disc, square or diamond drawn from `rng`."""
     s = float(size)
     t = np.linspace(0.0, 1.0, num_frames)[:, None, None]  # (T, 1, 1) normalised time
     y, x = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5  # pixel centres, (S, S)
     background, colour = _colours(rng)
-    shape = SHAPES[rng.integers(len(SHAPES))]
+    if shape is None:
+        shape = SHAPES[rng.integers(len(SHAPES))]
     opacity, light = np.ones_like(t), np.ones_like(t)
     if family in ("horizontal", "vertical"):
         r = rng.uniform(0.12, 0.17) * s
@@ -106,48 +144,80 @@ def _render_forward(family: str, num_frames: int, size: int, rng: np.random.Gene
     return light[..., None] * (video * (1 - cover[..., None]) + colour * cover[..., None])
 
 
-def render_clip(label: int, num_frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """uint8 frames ``(num_frames, size, size, 3)`` of class `label`, parameters drawn from `rng`."""
-    if not 0 <= label < len(CLASSES):
-        raise ValueError(f"label must lie in [0, {len(CLASSES) - 1}], got {label}")
+def _check_classes(classes: str) -> tuple[str, ...]:
+    if classes not in CLASS_SETS:
+        raise ValueError(f"classes must be one of {tuple(CLASS_SETS)}, got {classes!r}")
+    return CLASS_SETS[classes]
+
+
+def class_groups(classes: str = "temporal") -> dict[str, list[int]]:
+    """Labels of each group of a class set: ``{"order": [...]}`` for the temporal set, ``{"order": [0..5],
+    "appearance": [6..9]}`` for the mixed one."""
+    names = _check_classes(classes)
+    groups = {"order": [i for i, name in enumerate(names) if name in CLASSES],
+              "appearance": [i for i, name in enumerate(names) if name in APPEARANCE_CLASSES]}
+    return {group: labels for group, labels in groups.items() if labels}
+
+
+def render_clip(label: int, num_frames: int, size: int, rng: np.random.Generator,
+                classes: str = "temporal") -> np.ndarray:
+    """uint8 frames ``(num_frames, size, size, 3)`` of class `label` of the class set `classes`,
+    parameters drawn from `rng`."""
+    names = _check_classes(classes)
+    if not 0 <= label < len(names):
+        raise ValueError(f"label must lie in [0, {len(names) - 1}], got {label}")
     if num_frames < 4 or size < 16:
         raise ValueError(f"need num_frames >= 4 and size >= 16 to draw the classes, got {num_frames}, {size}")
-    video = _render_forward(FAMILIES[label // 2], num_frames, size, rng)
-    if label % 2:
+    name = names[label]
+    if name in APPEARANCE_CLASSES:  # the shape decides; a change in a random direction is a nuisance
+        family = FAMILIES[rng.integers(len(FAMILIES))]
+        backwards = rng.random() < 0.5
+        video = _render_forward(family, num_frames, size, rng, shape=APPEARANCE_SHAPES[APPEARANCE_CLASSES.index(name)])
+    else:
+        temporal = CLASSES.index(name)
+        backwards = temporal % 2 == 1
+        video = _render_forward(FAMILIES[temporal // 2], num_frames, size, rng)
+    if backwards:
         video = video[::-1]
     return np.round(np.clip(video, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def sample_label(index: int) -> int:
+def sample_label(index: int, classes: str = "temporal") -> int:
     """Labels cycle through the classes, so every split is balanced."""
-    return index % len(CLASSES)
+    return index % len(_check_classes(classes))
 
 
-def render_sample(split: str, index: int, num_frames: int, size: int, seed: int) -> tuple[np.ndarray, int]:
+def render_sample(split: str, index: int, num_frames: int, size: int, seed: int,
+                  classes: str = "temporal") -> tuple[np.ndarray, int]:
     """``(frames uint8 (T, S, S, 3), label)`` of sample `index` of `split`; its parameters come from a
     generator seeded by ``(seed, split, index)``."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
-    label = sample_label(index)
+    label = sample_label(index, classes)
     rng = np.random.default_rng([seed, SPLITS[split], index])
-    return render_clip(label, num_frames, size, rng), label
+    return render_clip(label, num_frames, size, rng, classes), label
 
 
 class SyntheticVideoDataset(torch.utils.data.Dataset):
     """In memory, no files: items ``(clip, label)`` with clip float ``(3, num_frames, size, size)``,
     normalised as `VideoDataset` normalises (mean 0.45, std 0.225). Deterministic: item ``i`` is the
-    same on every call and equals, up to compression, the video ``generate`` writes for it."""
+    same on every call and equals, up to compression, the video ``generate`` writes for it.
 
-    classes = CLASSES
-    num_classes = len(CLASSES)
+    ``classes``: ``"temporal"`` (the ten order-defined classes) or ``"mixed"`` (six order-defined and four
+    appearance-defined classes, see the module docstring); the engine selects it with
+    ``data.options.classes=mixed``."""
 
     def __init__(self, split: str = "train", num_samples: int = 500, num_frames: int = 8, size: int = 32,
-                 seed: int = 0) -> None:
+                 seed: int = 0, classes: str = "temporal") -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         self.split, self.num_samples, self.num_frames, self.size, self.seed = split, num_samples, num_frames, size, seed
+        self.class_set = classes
+        self.classes = _check_classes(classes)
+        self.num_classes = len(self.classes)
+        self.groups = class_groups(classes)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -156,7 +226,7 @@ class SyntheticVideoDataset(torch.utils.data.Dataset):
         """``(uint8 frames (T, S, S, 3), label)`` of item `index`, before normalisation."""
         if not 0 <= index < self.num_samples:
             raise IndexError(f"index {index} out of range for {self.num_samples} samples")
-        return render_sample(self.split, index, self.num_frames, self.size, self.seed)
+        return render_sample(self.split, index, self.num_frames, self.size, self.seed, self.class_set)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         frames, label = self.frames(index)
