@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable, NamedTuple, Optional, Sequence
+from typing import Iterable, Mapping, NamedTuple, Optional, Sequence
 
 import torch
 from torch import nn
@@ -216,20 +216,36 @@ class _ShuffledFrames:
             yield shuffle_frames(x, generator), labels
 
 
+def _group_accuracy(confusion: Sequence[Sequence[int]], labels: Sequence[int]) -> tuple[float, int]:
+    """Top-1 accuracy (percent) and sample count over the classes `labels`, from a confusion matrix."""
+    rows = [confusion[i] for i in labels]
+    total = sum(sum(row) for row in rows)
+    return (100.0 * sum(confusion[i][i] for i in labels) / total if total else float("nan")), total
+
+
 def frame_shuffle_accuracy(model: nn.Module, loader: Iterable, *, seed: int = 0, multi_view: bool = False,
-                           **evaluate_kwargs) -> dict[str, float]:
+                           groups: Optional[Mapping[str, Sequence[int]]] = None, **evaluate_kwargs) -> dict:
     """Table 9's test: top-1 accuracy (percent) on `loader` with the frames in order and with every
     clip's frames randomly shuffled at test time (the model is trained without shuffling).
 
     ``loader`` yields ``(x (B, 3, T, H, W), labels)`` (or ``(views (B, V, 3, T, H, W), labels)`` with
-    ``multi_view=True``; each view is shuffled on its own). Returns ``{"ordered", "shuffled", "change"}``.
+    ``multi_view=True``; each view is shuffled on its own). Returns ``{"ordered", "shuffled", "change"}``,
+    and with ``groups`` (name -> labels, e.g. `mvit.data.synthetic.class_groups`) also ``"groups"``:
+    ``{name: {"ordered", "shuffled", "change", "num_samples"}}``, the same accuracies over the clips whose
+    true class lies in the group (a prediction outside the group counts as wrong).
     Evaluation is `mvit.engine.evaluate`; further keyword arguments go to it.
     """
     from .engine import evaluate
 
-    ordered = evaluate(model, loader, multi_view=multi_view, **evaluate_kwargs)["top1"]
-    shuffled = evaluate(model, _ShuffledFrames(loader, seed), multi_view=multi_view, **evaluate_kwargs)["top1"]
-    return {"ordered": ordered, "shuffled": shuffled, "change": shuffled - ordered}
+    ordered = evaluate(model, loader, multi_view=multi_view, **evaluate_kwargs)
+    shuffled = evaluate(model, _ShuffledFrames(loader, seed), multi_view=multi_view, **evaluate_kwargs)
+    result = {"ordered": ordered["top1"], "shuffled": shuffled["top1"], "change": shuffled["top1"] - ordered["top1"]}
+    if groups is not None:
+        result["groups"] = {}
+        for name, labels in groups.items():
+            (before, n), (after, _) = (_group_accuracy(r["confusion"], labels) for r in (ordered, shuffled))
+            result["groups"][name] = {"ordered": before, "shuffled": after, "change": after - before, "num_samples": n}
+    return result
 
 
 def plot_attention_distance(distances: Sequence[torch.Tensor], ax=None, *, label: Optional[str] = None,
@@ -251,6 +267,40 @@ def plot_attention_distance(distances: Sequence[torch.Tensor], ax=None, *, label
     if title:
         ax.set_title(title)
     return ax
+
+
+def depth_trend(block_means: Sequence[Sequence[float]], confidence: float = 0.95) -> dict:
+    """How a model's mean attention distance changes with depth, with the noise between runs taken into
+    account (Fig. A.6: "rises with depth" for ViT, "not monotonic" for MViT).
+
+    ``block_means``: one row per independent run (seed), the per-block mean distance over heads
+    ``(runs, blocks)``; at least two runs. Each step between neighbouring blocks gets the mean over runs
+    and its Student-t interval; a step *rises* or *falls* when its interval excludes zero, else it is
+    within noise. The course is ``"rises"`` / ``"falls"`` (every step), ``"not monotonic"`` (at least
+    one step up and one down), ``"rises or flat"`` / ``"falls or flat"`` (significant steps one way, the
+    rest within noise) or ``"within noise"`` (no step beyond noise).
+    Returns ``{"steps": (mean, low, high) per step, "signs": +1 / -1 / 0 per step, "course": str}``.
+    """
+    from scipy import stats
+
+    values = torch.as_tensor(block_means, dtype=torch.float64)
+    if values.ndim != 2 or values.shape[0] < 2 or values.shape[1] < 2:
+        raise ValueError(f"block_means must be (runs >= 2, blocks >= 2), got shape {tuple(values.shape)}")
+    diffs = values[:, 1:] - values[:, :-1]  # (runs, steps)
+    n = diffs.shape[0]
+    mean, sem = diffs.mean(dim=0), diffs.std(dim=0, unbiased=True) / math.sqrt(n)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sem
+    steps = [(float(m), float(m - h), float(m + h)) for m, h in zip(mean, half)]
+    signs = [1 if low > 0 else -1 if high < 0 else 0 for _, low, high in steps]
+    up, down = 1 in signs, -1 in signs
+    if up and down:
+        course = "not monotonic"
+    elif up or down:
+        word = "rises" if up else "falls"
+        course = word if all(signs) else f"{word} or flat"
+    else:
+        course = "within noise"
+    return {"steps": steps, "signs": signs, "course": course}
 
 
 def distance_range(distances: Sequence[torch.Tensor]) -> float:

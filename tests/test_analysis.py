@@ -223,3 +223,40 @@ def test_frame_shuffle_hurts_a_model_that_uses_order():
     assert result["ordered"] == 100.0
     assert result["shuffled"] < 90.0 and result["change"] == result["shuffled"] - result["ordered"]
     assert frame_shuffle_accuracy(_LastMinusFirst(), loader, num_classes=2, seed=1) == result  # repeatable
+
+
+def test_frame_shuffle_by_class_group():
+    """Group accuracies come from the confusion matrices: with one group per class they are the
+    per-class accuracies, and the clip-weighted mean of the groups is the overall accuracy."""
+    loader = torch.utils.data.DataLoader(_Clips(), batch_size=8)
+    result = frame_shuffle_accuracy(_LastMinusFirst(), loader, num_classes=2, seed=1, groups={"falls": [0], "rises": [1]})
+    groups = result["groups"]
+    assert groups["falls"]["num_samples"] == groups["rises"]["num_samples"] == 16
+    assert groups["falls"]["ordered"] == groups["rises"]["ordered"] == 100.0
+    mean_shuffled = (groups["falls"]["shuffled"] + groups["rises"]["shuffled"]) / 2
+    assert mean_shuffled == pytest.approx(result["shuffled"])
+    assert groups["rises"]["change"] == groups["rises"]["shuffled"] - 100.0
+    bag = frame_shuffle_accuracy(_BagOfFrames(), loader, num_classes=2, groups={"all": [0, 1]})
+    assert bag["groups"]["all"]["ordered"] == bag["ordered"] and bag["groups"]["all"]["change"] == 0.0
+
+
+def test_depth_trend_separates_steps_from_noise():
+    from mvit.analysis import depth_trend
+
+    rising = [[0.1, 0.2, 0.3], [0.12, 0.21, 0.33], [0.09, 0.19, 0.29]]
+    assert depth_trend(rising)["course"] == "rises" and depth_trend(rising)["signs"] == [1, 1]
+    from scipy import stats
+    d = [r[1] - r[0] for r in rising]
+    expected = stats.t.interval(0.95, 2, loc=sum(d) / 3, scale=stats.sem(d))
+    assert depth_trend(rising)["steps"][0][1:] == pytest.approx(expected)
+    zigzag = [[0.1, 0.3, 0.2], [0.11, 0.32, 0.21], [0.1, 0.29, 0.18]]
+    assert depth_trend(zigzag)["course"] == "not monotonic"
+    # the same zigzag in the mean, but the runs disagree about the second step: not beyond noise
+    noisy = [[0.1, 0.3, 0.35], [0.11, 0.32, 0.1], [0.1, 0.29, 0.15]]
+    trend = depth_trend(noisy)
+    assert trend["signs"] == [1, 0] and trend["course"] == "rises or flat"
+    low, high = trend["steps"][1][1:]
+    assert low < 0 < high
+    assert depth_trend([[0.1, 0.2], [0.2, 0.1]])["course"] == "within noise"
+    with pytest.raises(ValueError, match="runs >= 2"):
+        depth_trend([[0.1, 0.2, 0.3]])
