@@ -1,4 +1,4 @@
-"""Every preset against the paper's parameter count and FLOPs (FACTS.md §3, Tables 4, 5, 17).
+"""Every preset against the paper's parameter count and FLOPs (paper Tables 4, 5 and 17).
 
 FLOPs convention: GMACs (one multiply-add = one FLOP) of convolutions, linear layers, matrix products
 and attention for one view at the preset's input size, as counted by `mvit.complexity.count_flops`
