@@ -8,8 +8,8 @@ import torch
 import mvit
 from mvit.configs import MViTConfig, block_schedule, get_config, pool_kernel_for
 
-# MViT-B 16x4, block by block, as paper Table 3b and the reference implementations build it (torchvision models/video/mvit.py,
-# PySlowFast slowfast/models/video_model_builder.py):
+# MViT-B 16x4, block by block, as paper Table 3b and the reference implementations build it
+# (torchvision models/video/mvit.py, PySlowFast slowfast/models/video_model_builder.py):
 # channels double in the last block of a stage (0, 2, 13); heads double and Q is pooled with stride
 # 1x2x2 in the first block of the next stage (1, 3, 14); K/V strides start at 1x8x8 and are divided by
 # each Q stride met; K/V are pooled (kernel 3x3x3, padding 1) from the block's input grid.
