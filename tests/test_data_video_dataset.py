@@ -101,16 +101,40 @@ def test_folder_per_class_tree(tmp_path, root):
     assert dataset[1][0].shape == (3, 4, 24, 24)
 
 
+def test_folder_per_class_tree_ignores_hidden_and_empty_folders(tmp_path, root):
+    """Jupyter's .ipynb_checkpoints, macOS's __MACOSX and ._ files, and empty folders are not classes
+    (they used to shift every label after them); a train/val class mismatch is named."""
+    video = root / "train" / "000001.mp4"
+    for split, names in (("train", ["alpha", "beta"]), ("val", ["alpha", "beta"])):
+        for name in names:
+            (tmp_path / split / name / ".ipynb_checkpoints").mkdir(parents=True)
+            shutil.copy(video, tmp_path / split / name / "a.mp4")
+            shutil.copy(video, tmp_path / split / name / "._a.mp4")
+            shutil.copy(video, tmp_path / split / name / ".ipynb_checkpoints" / "a-checkpoint.mp4")
+    for hidden in (".ipynb_checkpoints", "__MACOSX", "aaa_empty"):
+        (tmp_path / "val" / hidden).mkdir()
+    shutil.copy(video, tmp_path / "val" / ".ipynb_checkpoints" / "x.mp4")
+    shutil.copy(video, tmp_path / "val" / "__MACOSX" / "x.mp4")
+    train = data.VideoDataset(None, tmp_path / "train", "train", 4, 2, 24)
+    val = data.VideoDataset(None, tmp_path / "val", "val", 4, 2, 24, classes=train.classes)
+    assert train.classes == val.classes == ["alpha", "beta"]
+    assert val.samples == [("alpha/a.mp4", 0), ("beta/a.mp4", 1)]
+    shutil.copy(video, tmp_path / "val" / "aaa_empty" / "b.mp4")
+    (tmp_path / "val" / "beta" / "a.mp4").unlink()
+    with pytest.raises(data.AnnotationError, match=r"only in .*val: \['aaa_empty'\], missing from .*val: \['beta'\]"):
+        data.VideoDataset(None, tmp_path / "val", "val", 4, 2, 24, classes=train.classes)
+
+
 def bad_annotations(root, tmp_path, lines):
     path = tmp_path / "bad.csv"
     path.write_text("".join(f"{line}\n" for line in lines))
     return path
 
 
-def test_bad_files_are_replaced_warned_and_counted(root, tmp_path):
+def test_bad_files_are_replaced_in_training_warned_and_counted(root, tmp_path):
     bad = ["bad/empty.mp4", "bad/text.mp4", "bad/truncated.mp4", "missing.mp4"]
     lines = [f"{path} 1" for path in bad] + [f"train/{i:06d}.mp4 {i}" for i in range(10)]
-    dataset = data.VideoDataset(bad_annotations(root, tmp_path, lines), root, "val", 4, 2, 24)
+    dataset = data.VideoDataset(bad_annotations(root, tmp_path, lines), root, "train", 4, 2, 24, augmentation=None)
     for index, path in enumerate(bad):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -129,11 +153,30 @@ def test_bad_files_are_replaced_warned_and_counted(root, tmp_path):
 
 def test_too_many_failures_stop_with_the_list(root, tmp_path):
     lines = ["bad/text.mp4 0", "bad/empty.mp4 1", "missing.mp4 2"]
-    dataset = data.VideoDataset(bad_annotations(root, tmp_path, lines), root, "val", 4, 2, 24, max_failures=2)
+    dataset = data.VideoDataset(bad_annotations(root, tmp_path, lines), root, "train", 4, 2, 24, max_failures=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(data.TooManyFailures, match=r"3 files failed.*max_failures=2.*\n  .*\.mp4: "):
             dataset[0]  # every stand-in fails as well
+
+
+@pytest.mark.parametrize("mode, shape", [("val", (3, 4, 24, 24)), ("test", (2 * 3, 3, 4, 24, 24))])
+def test_bad_files_are_excluded_in_evaluation_never_replaced(root, tmp_path, mode, shape):
+    lines = ["train/000000.mp4 0", "bad/truncated.mp4 1", "train/000002.mp4 2", "missing.mp4 3"]
+    dataset = data.VideoDataset(bad_annotations(root, tmp_path, lines), root, mode, 4, 2, 24, num_clips=2,
+                                num_crops=3, max_failures=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        items = [dataset[i] for i in range(4)]
+    assert [label for _, label in items] == [0, data.EXCLUDED, 2, data.EXCLUDED]
+    assert all(clip.shape == shape for clip, _ in items)
+    assert not items[1][0].any() and items[0][0].any()  # a zero placeholder, not another video
+    assert "excluding unreadable sample" in str(caught[0].message)
+    assert [f.path for f in dataset.failures] == [str(root / "bad/truncated.mp4"), str(root / "missing.mp4")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(data.TooManyFailures, match="3 files failed"):
+            dataset[3]  # the limit still holds in evaluation
 
 
 def test_failures_in_worker_processes_reach_the_main_process(root, tmp_path):
@@ -159,6 +202,9 @@ def test_datasets_pickle(root):
 @pytest.mark.parametrize("line, message", [
     ("train/000000.mp4", r"bad\.csv:2: expected '<relative/path\.mp4> <label>'"),
     ("train/000000.mp4 three", r"bad\.csv:2: the label 'three' is not an integer"),
+    ("train/000000.mp4 1.5", r"bad\.csv:2: the label '1\.5' is not an integer"),
+    ("train/000000.mp4,", r"bad\.csv:2: expected"),
+    ('"train/000000.mp4 3', r"bad\.csv:2: expected"),
     ("train/000000.mp4 -1", r"bad\.csv:2: label -1 is out of range"),
     ("train/000000.mp4 10", r"bad\.csv:2: label 10 is out of range \[0, 9\]"),
     (",3", r"bad\.csv:2: expected"),
@@ -167,6 +213,23 @@ def test_bad_annotation_lines_fail_at_construction(root, tmp_path, line, message
     path = bad_annotations(root, tmp_path, ["train/000001.mp4,1", line])
     with pytest.raises(ValueError, match=message):
         data.VideoDataset(path, root, num_classes=10)
+
+
+def test_binary_annotation_file_names_the_line(root, tmp_path):
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"train/000000.mp4 0\n" + (root / "train" / "000000.mp4").read_bytes()[:200])
+    with pytest.raises(data.AnnotationError, match=r"binary\.csv:2: not UTF-8 text \(a binary file\?\)"):
+        data.VideoDataset(path, root)
+
+
+def test_paths_with_commas_spaces_and_quotes_round_trip(root, tmp_path):
+    names = ["with,comma.mp4", "with space.mp4", 'with"quote.mp4', "#hash.mp4", "plain.mp4"]
+    for name in names:
+        shutil.copy(root / "train" / "000004.mp4", tmp_path / name)
+    lines = [data.annotation_line(name, i) for i, name in enumerate(names)] + ["with,comma.mp4,1", "plain.mp4 , 2"]
+    dataset = data.VideoDataset(bad_annotations(root, tmp_path, lines), tmp_path, "val", 4, 2, 24)
+    assert dataset.samples == [(name, i) for i, name in enumerate(names)] + [("with,comma.mp4", 1), ("plain.mp4", 2)]
+    assert all(dataset[i][1] >= 0 for i in range(len(dataset)))  # every file found and read
 
 
 def test_missing_annotation_file_or_root(root, tmp_path):

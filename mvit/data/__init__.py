@@ -3,10 +3,10 @@ augmentations, Mixup/CutMix, repeated augmentation, and a synthetic video datase
 Appendix D)."""
 
 from . import synthetic
-from .annotations import read_annotation_file, read_class_folders
+from .annotations import AnnotationError, annotation_line, read_annotation_file, read_class_folders
 from .decoding import VideoDecodeError, open_video, read_frames, sample_video_path
 from .encoding import transcode, write_video
-from .failures import Failure, TooManyFailures, UnreadableFile
+from .failures import EXCLUDED, Failure, TooManyFailures, UnreadableFile
 from .images import DigitsDataset, ImageFolderDataset
 from .mixup import MixupCutmix, smooth_one_hot
 from .sampler import RepeatAugSampler
@@ -17,10 +17,10 @@ from .transforms import (IMAGENET_AUGMENTATION, IMAGENET_MEAN, IMAGENET_STD, KIN
 from .video_dataset import VideoDataset
 
 __all__ = [
-    "Augmentation", "DigitsDataset", "EvalTransform", "Failure", "IMAGENET_AUGMENTATION", "IMAGENET_MEAN",
+    "AnnotationError", "Augmentation", "EXCLUDED", "DigitsDataset", "EvalTransform", "Failure", "IMAGENET_AUGMENTATION", "IMAGENET_MEAN",
     "IMAGENET_STD", "ImageFolderDataset", "ImageTransform", "KINETICS_MEAN", "KINETICS_STD", "MixupCutmix",
     "RepeatAugSampler", "SyntheticVideoDataset", "TooManyFailures", "TrainTransform", "UnreadableFile",
-    "VideoDataset", "VideoDecodeError", "open_video", "read_annotation_file", "read_class_folders",
+    "VideoDataset", "VideoDecodeError", "annotation_line", "open_video", "read_annotation_file", "read_class_folders",
     "read_frames", "sample_video_path", "segment_clip", "smooth_one_hot", "stride_clip", "synthetic",
     "transcode", "uniform_positions", "write_video",
 ]

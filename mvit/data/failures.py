@@ -1,9 +1,14 @@
-"""Bad files never crash an epoch: they are replaced, warned about, counted, and reported.
+"""Bad files never crash an epoch and are never silent: they are warned about, counted and reported.
 
-A dataset that meets a missing, empty, truncated or non-video file warns (naming the file), records
-the failure in its `FailureLog`, and returns another sample in its place. The log lives in a small
-file so that failures met inside DataLoader worker processes reach the main process too: at the end of
-an epoch the engine reads ``dataset.failures`` and calls ``dataset.reset_failures()``. When more than
+A dataset that meets a missing, empty, truncated or non-video file warns (naming the file) and records
+the failure in its `FailureLog`. What it returns instead depends on its mode:
+
+- training (``replace=True``): another sample, drawn at random, so that the batch stays full;
+- evaluation (``replace=False``): a placeholder of the right shape labelled `EXCLUDED` (-1), which
+  `mvit.engine.evaluate` drops and counts, so that no substitute is ever scored.
+
+The log lives in a small file so that failures met inside DataLoader worker processes reach the main
+process too: the engine reads ``dataset.failures`` and calls ``dataset.reset_failures()``. When more than
 ``max_failures`` are recorded, loading stops with `TooManyFailures`, which lists them.
 """
 
@@ -19,6 +24,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+
+
+EXCLUDED = -1  # the label of an unreadable sample's placeholder in evaluation
 
 
 class Failure(NamedTuple):
@@ -78,18 +86,21 @@ class FailureLog:
 
 
 class FileDataset(torch.utils.data.Dataset):
-    """A dataset of files ``root / samples[i][0]`` with labels ``samples[i][1]``, that replaces a file
-    it cannot read. Subclasses set `root` and `samples`, call `_init_failures`, and implement `_load`
-    (raising `UnreadableFile` for a bad file)."""
+    """A dataset of files ``root / samples[i][0]`` with labels ``samples[i][1]``, that replaces (or, for
+    evaluation, excludes) a file it cannot read. Subclasses set `root` and `samples`, call
+    `_init_failures`, and implement `_load` (raising `UnreadableFile` for a bad file) and `_placeholder`
+    (a zero item of the shape `_load` returns)."""
 
     root: Path
     samples: list[tuple[str, int]]
 
-    def _init_failures(self, max_failures: int | None) -> None:
-        """`max_failures` None: 1% of the dataset, at least 10."""
+    def _init_failures(self, max_failures: int | None, replace: bool) -> None:
+        """`max_failures` None: 1% of the dataset, at least 10. `replace`: stand in another sample for
+        an unreadable one (training) rather than a placeholder labelled `EXCLUDED` (evaluation)."""
         if max_failures is None:
             max_failures = max(10, math.ceil(0.01 * len(self.samples)))
         self._failures = FailureLog(max_failures)
+        self.replaces_unreadable = replace
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -105,10 +116,14 @@ class FileDataset(torch.utils.data.Dataset):
     def _load(self, index: int):
         raise NotImplementedError
 
+    def _placeholder(self) -> torch.Tensor:
+        raise NotImplementedError
+
     def __getitem__(self, index: int):
-        """``_load(index)``; when it raises `UnreadableFile`, warn, record the failure and load another
-        index drawn from torch's random generator (deterministic under a fixed seed) instead. Raises
-        `TooManyFailures` once more than ``max_failures`` failures are recorded."""
+        """``_load(index)``; when it raises `UnreadableFile`, warn and record the failure, then load
+        another index drawn from torch's random generator (deterministic under a fixed seed) when
+        `replaces_unreadable`, else return ``(placeholder, EXCLUDED)``. Raises `TooManyFailures` once more
+        than ``max_failures`` failures are recorded."""
         log = self._failures
         while True:
             try:
@@ -122,6 +137,10 @@ class FileDataset(torch.utils.data.Dataset):
                     raise TooManyFailures(
                         f"{len(failures)} files failed to load (more than max_failures={log.max_failures}); "
                         f"fix or remove them, or raise max_failures:\n{listing}{more}") from error
+                if not self.replaces_unreadable:
+                    warnings.warn(f"excluding unreadable sample {error} (counted and listed as unreadable)",
+                                  RuntimeWarning, stacklevel=2)
+                    return self._placeholder(), EXCLUDED
                 warnings.warn(f"skipping unreadable sample {error}; using another sample in its place",
                               RuntimeWarning, stacklevel=2)
                 index = int(torch.randint(len(self.samples), ()).item())

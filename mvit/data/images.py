@@ -24,21 +24,25 @@ class ImageFolderDataset(FileDataset):
 
     ``mode="train"``: random resized crop, flip, RandAugment, Random Erasing (`augmentation`, default the
     DeiT recipe; None: resize and centre crop only). ``mode="val"``: short side to 256/224 of
-    `crop_size` (or `short_side`), centre crop. Unreadable images are replaced and recorded in
-    `failures`, as in `VideoDataset`.
+    `crop_size` (or `short_side`), centre crop. Unreadable images are recorded in `failures` and
+    replaced (train) or excluded (val), as in `VideoDataset`. Hidden folders and folders without images
+    are not classes; `classes` (the training set's class names) makes a mismatch an error.
     """
 
     def __init__(self, root: str | os.PathLike, mode: str = "train", crop_size: int = 224,
                  augmentation: Augmentation | None = IMAGENET_AUGMENTATION, short_side: int | None = None,
-                 max_failures: int | None = None) -> None:
+                 max_failures: int | None = None, classes: list[str] | None = None) -> None:
         if mode not in ("train", "val"):
             raise ValueError(f"mode must be 'train' or 'val', got {mode!r}")
         self.root = Path(root)
-        self.samples, self.classes = read_class_folders(self.root, IMAGE_EXTENSIONS)
+        self.samples, self.classes = read_class_folders(self.root, IMAGE_EXTENSIONS, classes)
         self.num_classes = len(self.classes)
-        self.mode = mode
+        self.mode, self.crop_size = mode, crop_size
         self._transform = ImageTransform(mode == "train", crop_size, augmentation, short_side)
-        self._init_failures(max_failures)
+        self._init_failures(max_failures, replace=mode == "train")
+
+    def _placeholder(self) -> torch.Tensor:
+        return torch.zeros(3, self.crop_size, self.crop_size)
 
     def _load(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]

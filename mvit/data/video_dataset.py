@@ -34,9 +34,12 @@ class VideoDataset(FileDataset):
     ``"segment"`` takes one frame from each of `num_frames` equal segments (Something-Something; then
     use ``Augmentation(flip=False)``). Short videos are padded by repeating their last frame.
 
-    A file that cannot be read is replaced by another sample with a warning and recorded in
-    `failures` (workers included); more than `max_failures` of them (default: 1% of the dataset, at
-    least 10) stop loading with the list. Call `reset_failures()` at the start of each epoch.
+    A file that cannot be read is recorded in `failures` (workers included) with a warning and, in
+    ``"train"`` mode, replaced by another sample; in ``"val"`` and ``"test"`` mode the item is a zero
+    placeholder labelled `EXCLUDED` (-1), which `mvit.engine.evaluate` leaves out and reports. More than
+    `max_failures` of them (default: 1% of the dataset, at least 10) stop loading with the list. Call
+    `reset_failures()` at the start of each epoch. `classes`: for a folder-per-class tree, the class
+    names it must have (the training set's, so that labels mean the same in both splits).
     """
 
     def __init__(self, annotation_file: str | os.PathLike | None, video_root: str | os.PathLike,
@@ -44,7 +47,8 @@ class VideoDataset(FileDataset):
                  num_clips: int = 5, num_crops: int = 1, *, sampling: str = "stride",
                  augmentation: Augmentation | None = Augmentation(), test_short_side: int | None = None,
                  mean: tuple[float, ...] = KINETICS_MEAN, std: tuple[float, ...] = KINETICS_STD,
-                 num_classes: int | None = None, backend: str = "auto", max_failures: int | None = None) -> None:
+                 num_classes: int | None = None, backend: str = "auto", max_failures: int | None = None,
+                 classes: list[str] | None = None) -> None:
         for name, value, options in (("mode", mode, MODES), ("sampling", sampling, SAMPLINGS),
                                      ("backend", backend, BACKENDS)):
             if value not in options:
@@ -57,7 +61,7 @@ class VideoDataset(FileDataset):
             raise FileNotFoundError(f"video_root {self.root} is not a folder; point it at the folder the "
                                     "annotation paths are relative to")
         if annotation_file is None:
-            self.samples, self.classes = read_class_folders(self.root, VIDEO_EXTENSIONS)
+            self.samples, self.classes = read_class_folders(self.root, VIDEO_EXTENSIONS, classes)
         else:
             self.samples, self.classes = read_annotation_file(annotation_file, num_classes), None
         self.num_classes = num_classes or (len(self.classes) if self.classes else
@@ -65,12 +69,12 @@ class VideoDataset(FileDataset):
         self.mode, self.sampling, self.backend = mode, sampling, backend
         self.num_frames, self.sampling_rate = num_frames, sampling_rate
         self.num_clips = num_clips if mode == "test" else 1
+        self.num_crops, self.crop_size = (num_crops if mode == "test" else 1), crop_size
         if mode == "train" and augmentation is not None:
             self.transform = TrainTransform(crop_size, augmentation, mean, std)
         else:
-            crops = num_crops if mode == "test" else 1
-            self.transform = EvalTransform(crop_size, crops, test_short_side, mean, std)
-        self._init_failures(max_failures)
+            self.transform = EvalTransform(crop_size, self.num_crops, test_short_side, mean, std)
+        self._init_failures(max_failures, replace=mode == "train")
 
     def clip_indices(self, num_video_frames: int) -> list[np.ndarray]:
         """Frame indices of each clip this mode takes from a video of `num_video_frames` frames."""
@@ -83,6 +87,10 @@ class VideoDataset(FileDataset):
             return [stride_clip(num_video_frames, self.num_frames, self.sampling_rate, p) for p in positions]
         offsets = (np.arange(self.num_clips) + 0.5) / self.num_clips
         return [segment_clip(num_video_frames, self.num_frames, o) for o in offsets]
+
+    def _placeholder(self) -> torch.Tensor:
+        clip = (3, self.num_frames, self.crop_size, self.crop_size)
+        return torch.zeros((self.num_clips * self.num_crops, *clip) if self.mode == "test" else clip)
 
     def _load(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]

@@ -155,9 +155,10 @@ def build_datasets(cfg: TrainConfig, model_cfg: MViTConfig) -> tuple[Dataset, Op
                 _construct(data.DigitsDataset, d.options, split="val", size=size), None)
     root = _root(d.root, d.dataset)
     if d.dataset == "imagefolder":
-        return (_construct(data.ImageFolderDataset, d.options, root=root / "train", mode="train", crop_size=size,
-                           **augmentation),
-                _construct(data.ImageFolderDataset, d.options, root=root / "val", mode="val", crop_size=size), None)
+        train = _construct(data.ImageFolderDataset, d.options, root=root / "train", mode="train", crop_size=size,
+                           **augmentation)
+        return train, _construct(data.ImageFolderDataset, d.options, root=root / "val", mode="val", crop_size=size,
+                                 classes=train.classes), None  # the same class names, or an error naming them
     annotations = {split: root / f"{split}.csv" for split in ("train", "val")}
     for path in annotations.values():
         if not path.is_file():
@@ -184,7 +185,10 @@ def _construct(cls: type, options: dict, **engine_kwargs) -> Dataset:
             hint = f" (did you mean 'data.options.{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown config key 'data.options.{key}' for {cls.__name__}{hint}; "
                               f"its arguments: {', '.join(params)}")
-    return cls(**engine_kwargs, **options)
+    try:
+        return cls(**engine_kwargs, **options)
+    except (ValueError, FileNotFoundError) as err:  # a bad annotation line, class folder or data.options value
+        raise ConfigError(str(err)) from None
 
 
 def _root(root: Optional[str], dataset: str) -> Path:

@@ -2,6 +2,10 @@
 
 Video-level testing (paper §4, Appendix D) takes V views of each video (K clips uniformly spaced in
 time x crops) and averages the softmax scores of the views before taking the top class.
+
+A video that cannot be read is never scored and never replaced by another: the evaluation datasets
+(`mvit.data.VideoDataset` and `ImageFolderDataset` in their val/test modes) give it the label
+`mvit.data.EXCLUDED`, and `evaluate` leaves it out and reports it (``unreadable_files``, ``unreadable``).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Iterable, Optional
 import torch
 from torch import nn
 
+from ..data.failures import EXCLUDED
 from .distributed import Context, autocast
 
 
@@ -70,7 +75,10 @@ def evaluate(model: nn.Module, loader: Iterable, *, num_classes: Optional[int] =
     samples), ``confusion`` (``[true][predicted]`` counts) and ``num_samples``.
     Video-level (``multi_view=True``): batches ``(views (B, V, 3, T, H, W), labels (B,))``; the same keys
     for the view-averaged scores, plus ``view_top1``, ``view_top5``, ... counting each view as a clip.
-    Under DDP (`ctx`) each process evaluates its shard and the counts are summed.
+    Samples labelled `EXCLUDED` (unreadable files) are left out of every count: ``unreadable_files`` is
+    their number and ``unreadable`` the list of ``{"path", "reason"}`` that the loader's dataset recorded
+    (its failures are reset first). Under DDP (`ctx`) each process evaluates its shard and the counts and
+    lists are combined.
     """
     if num_classes is None:
         num_classes = getattr(getattr(model, "config", None), "num_classes", None)
@@ -81,7 +89,17 @@ def evaluate(model: nn.Module, loader: Iterable, *, num_classes: Optional[int] =
     model.eval()
     videos = Tally(num_classes, device)
     views = Tally(num_classes, device) if multi_view else None
+    dataset = getattr(loader, "dataset", None)
+    if hasattr(dataset, "reset_failures"):
+        dataset.reset_failures()
+    excluded = torch.zeros((), dtype=torch.int64, device=device)
     for x, labels in loader:
+        readable = labels != EXCLUDED
+        if not readable.all():
+            excluded += int((~readable).sum())
+            x, labels = x[readable], labels[readable]
+            if len(labels) == 0:
+                continue
         x, labels = x.to(device, non_blocking=True), labels.to(device, non_blocking=True).long()
         if multi_view:
             b, v = x.shape[:2]
@@ -94,9 +112,17 @@ def evaluate(model: nn.Module, loader: Iterable, *, num_classes: Optional[int] =
                 logits = model(x)
             videos.add(logits.float().softmax(dim=-1), labels)
     model.train(was_training)
+    failures = [{"path": f.path, "reason": f.reason} for f in getattr(dataset, "failures", [])]
+    if ctx is not None:
+        ctx.sum(excluded)
+        failures = [f for part in ctx.gather(failures) for f in part]
     videos.reduce(ctx)
+    if int(videos.confusion.sum()) == 0 and int(excluded) > 0:
+        listing = "".join(f"\n  {f['path']}: {f['reason']}" for f in failures[:20])
+        raise ValueError(f"evaluation found no readable sample: all {int(excluded)} were unreadable{listing}")
     result = videos.summary()
     if views is not None:
         views.reduce(ctx)
         result.update(views.summary(prefix="view_"))
+    result.update(unreadable_files=int(excluded), unreadable=failures)
     return result
