@@ -104,7 +104,8 @@ def test_nan_loss_stops_naming_the_iteration_and_keeps_the_last_good_checkpoint(
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 0, iteration 3 \(optimizer step 3\)") as err:
         train(cfg, data, on_step=lambda model, info: seen.update(
             {info["step"]: {k: v.clone() for k, v in model.state_dict().items()}}))
-    assert "last good checkpoint" in str(err.value)
+    assert "still holds the checkpoint of epoch 0, iteration 2, optimizer step 2" in str(err.value)
+    assert "input clips of this step hold NaN/inf" in str(err.value)  # the data's fault, not the weights'
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["step"] == 2 and sorted(seen) == [1, 2]
     for k, v in ckpt["model"].items():

@@ -15,6 +15,7 @@ import torch
 
 from .config import ConfigError
 
+
 class MetricLog:
     """Appends one JSON object per record to ``output_dir/metrics.jsonl``; mirrors the scalars to
     TensorBoard (``output_dir/tensorboard``) when asked. Only rank 0 should hold one."""
@@ -37,6 +38,16 @@ class MetricLog:
             for key, value in values.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     self.writer.add_scalar(f"{kind}/{key}", value, step)
+
+    def size(self) -> int:
+        """Bytes in ``metrics.jsonl`` now (a checkpoint records it, see `truncate`)."""
+        return self.path.stat().st_size if self.path.is_file() else 0
+
+    def truncate(self, size: int) -> None:
+        """Cut ``metrics.jsonl`` back to `size` bytes: on resume, the records written after the checkpoint
+        was taken are dropped, since the resumed run writes them again (TensorBoard files are not cut)."""
+        if self.path.is_file() and self.path.stat().st_size > size:
+            os.truncate(self.path, size)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -8,11 +8,19 @@ One optimizer step:
 Around it: checkpoints every N steps and every epoch, resume from ``output_dir/checkpoint.pt``,
 clip-level validation each epoch, video-level multi-view testing at the end, and a checkpoint before
 exiting on SIGTERM or Ctrl-C.
+
+A checkpoint never holds diverged weights: before any save the parameters and the optimizer state must be
+finite, and a save that no validation or test loss has just confirmed is held in memory until the next
+step's loss, computed with exactly those weights, comes out finite. The output folder is locked for the
+run's life (`OutputDirLock`); ``config.yaml`` keeps the settings the run started with and
+``config_history.jsonl`` gains a line per start and resume; on resume ``metrics.jsonl`` is cut back to
+what it held when the checkpoint was taken, so it describes one run without repeated steps.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import random
@@ -30,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data import MixupCutmix, RepeatAugSampler
 from . import distributed
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import CHECKPOINT_NAME, OutputDirLock, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig, save_config
 from .data import EpochOrder, SeededSamples, build_datasets, check_dataset, eval_loader
 from .distributed import Context, autocast
@@ -42,7 +50,8 @@ from .optim import WarmupCosine, build_optimizer, scaled_lr, set_lr
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss (or the gradient norm) became NaN or infinite; the last good checkpoint is left as it was."""
+    """The loss, the gradient norm, the weights or a validation loss became NaN or infinite; nothing was
+    saved from that point on, and the message says which checkpoint is on disk."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -54,6 +63,10 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 StepHook = Callable[[nn.Module, dict], None]
+HISTORY_NAME = "config_history.jsonl"  # one line per start and resume of a run: its settings and what changed
+# settings a resume may change without changing what the run computes
+HARMLESS_KEYS = {"run.output_dir", "run.progress", "run.tensorboard", "run.log_every_steps",
+                 "run.checkpoint_every_steps", "data.num_workers"}
 
 
 def train(cfg: TrainConfig, train_set: Optional[Dataset] = None, val_set: Optional[Dataset] = None,
@@ -73,10 +86,28 @@ def train(cfg: TrainConfig, train_set: Optional[Dataset] = None, val_set: Option
                           "checkpoints and logs")
     _check_runtime(cfg)
     ctx = distributed.setup(cfg.run.device)
+    lock = OutputDirLock(cfg.run.output_dir)
     try:
+        _lock_output_dir(lock, ctx)
         return _Run(cfg, ctx, train_set, val_set, test_set, on_step).fit()
     finally:
+        lock.release()
         distributed.teardown(ctx)
+
+
+def _lock_output_dir(lock: OutputDirLock, ctx: Context) -> None:
+    """Rank 0 takes the folder's lock; every process stops if it could not."""
+    error = None
+    if ctx.is_main:
+        try:
+            lock.acquire()
+        except ConfigError as err:
+            error = err
+    failed = ctx.sum(torch.tensor(float(error is not None), device=ctx.device)).item() if ctx.distributed else 0
+    if error is not None:
+        raise error
+    if failed:
+        raise ConfigError(f"rank 0 could not lock --output-dir {lock.dir}; see its error")
 
 
 def _check_runtime(cfg: TrainConfig) -> None:
@@ -129,8 +160,12 @@ class _Run:
         self.epoch, self.micro, self.step = 0, 0, 0  # epoch, micro-batches done in it, optimizer steps
         self.epoch_loss = [0.0, 0]  # sum and count of this epoch's step losses
         self.history: dict = {"steps": [], "epochs": [], "test": None, "output_dir": str(self.out)}
+        self.pending: Optional[dict] = None  # a checkpoint waiting for the next loss to confirm its weights
+        self.on_disk: Optional[str] = None  # where the checkpoint on disk stands, for error messages
+        self.log = MetricLog(self.out, cfg.run.tensorboard) if ctx.is_main else None
+        changes: dict = {}
         if self.ckpt_path.is_file():
-            self._resume(load_checkpoint(self.ckpt_path, map_location=ctx.device))
+            changes = self._resume(load_checkpoint(self.ckpt_path, map_location=ctx.device))
         else:
             if cfg.model.pretrained:
                 fresh = load_pretrained(self.model, cfg.model.pretrained, cfg.model.pretrained_source)
@@ -145,12 +180,18 @@ class _Run:
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         if cfg.run.compile:
             self.net = torch.compile(self.net)
-        self.log = MetricLog(self.out, cfg.run.tensorboard) if ctx.is_main else None
         if ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out / "config.yaml")
+            resumed = self.on_disk is not None
+            if not resumed or not (self.out / "config.yaml").is_file():
+                save_config(cfg, self.out / "config.yaml")  # the settings the run started with
             env = environment(ctx.world_size, ctx.device)
             (self.out / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
+            entry = {"event": "resume" if resumed else "start", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                     time.gmtime()), "step": self.step, "epoch": self.epoch, "changed": changes,
+                     "config": cfg.to_dict(), "environment": env}
+            with open(self.out / HISTORY_NAME, "a") as f:
+                f.write(json.dumps(entry) + "\n")
 
     # ------------------------------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -164,7 +205,9 @@ class _Run:
             if cfg.run.multi_view_eval and self.test_set is not None and self.history["test"] is None:
                 self.history["test"] = self._evaluate(self.test_set, multi_view=True)
                 self._record("test", **_scalars(self.history["test"]))
-                self._save()
+                self._check_eval_loss("test", self.history["test"]["loss"])
+                self._save(confirmed=True)
+            self._write_pending()  # no later loss will come to confirm it; its weights are finite
         finally:
             if self.log is not None:
                 self.log.close()
@@ -180,11 +223,13 @@ class _Run:
         bar = _progress(cfg, ctx, self.epoch, self.steps_per_epoch, self.micro // accum)
         self.net.train()
         loss_sum = torch.zeros((), device=ctx.device)
+        bad_inputs = torch.zeros((), device=ctx.device)  # micro-batches holding NaN/inf in this step
         tick, clips = time.perf_counter(), 0
         for i, (x, y) in enumerate(self.loader):
             if i >= remaining:
                 break
             x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+            bad_inputs += ~torch.isfinite(x).all()
             x, targets = self.mix(x, y)
             last = (self.micro + 1) % accum == 0
             sync = contextlib.nullcontext() if last or not ctx.distributed else self.net.no_sync()
@@ -198,14 +243,20 @@ class _Run:
             clips += x.shape[0] * ctx.world_size
             if not last:
                 continue
-            # one number per process: mean loss, stop request; summed over processes
-            flags = ctx.sum(torch.stack([loss_sum / accum, torch.tensor(float(stop.signum or 0), device=ctx.device)]))
+            # per process: mean loss, stop request, bad inputs; summed over processes
+            flags = ctx.sum(torch.stack([loss_sum / accum, torch.tensor(float(stop.signum or 0), device=ctx.device),
+                                         bad_inputs]))
             loss_sum.zero_()
-            loss_value = flags[0].item() / ctx.world_size
+            bad_inputs.zero_()
+            loss_value, stop_flag, bad_flag = flags.tolist()
+            loss_value /= ctx.world_size
             # stop if any process got a signal (named by this process's own signal, else SIGTERM)
-            stop_signum = stop.signum or (signal.SIGTERM if flags[1].item() > 0 else 0)
+            stop_signum = stop.signum or (signal.SIGTERM if stop_flag > 0 else 0)
             if not math.isfinite(loss_value):
-                self._non_finite("loss", loss_value)
+                if bad_flag:  # the data, not the weights: a checkpoint waiting for this loss is sound
+                    self._write_pending()
+                self._non_finite("loss", loss_value, bad_flag > 0)
+            self._write_pending()  # this loss was computed with the weights it holds, and it is finite
             lr = self.schedule(self.step)
             set_lr(self.optimizer, lr)
             grad_norm = self._optimizer_step()
@@ -225,11 +276,11 @@ class _Run:
                     {"clips/s": f"{info['clips_per_s']:.1f}"} if "clips_per_s" in info else {}))
             every = cfg.run.checkpoint_every_steps
             if every and self.step % every == 0 and self.micro < self.micro_per_epoch:
-                self._save()
+                self._save(confirmed=False)
             if self.on_step is not None:
                 self.on_step(self.model, info)
             if stop_signum:
-                self._save()
+                self._save(confirmed=True)  # no later step: written now (its weights are finite)
                 name = signal.Signals(stop_signum).name
                 raise TrainingInterrupted(f"{name} received: checkpoint written to {self.ckpt_path} at epoch "
                                           f"{self.epoch}, iteration {self.micro // accum}; run the same command "
@@ -251,13 +302,27 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         return norm
 
-    def _non_finite(self, what: str, value: float) -> None:
-        kept = (f"the last good checkpoint {self.ckpt_path} is kept" if self.ckpt_path.is_file()
-                else "no checkpoint had been written yet")
+    def _non_finite(self, what: str, value: float, bad_inputs: bool = False) -> None:
+        self.pending = None  # its weights gave this value: never written
+        cause = ("the input clips of this step hold NaN/inf: check the data" if bad_inputs else
+                 "the weights diverged: lower optim.lr, keep optim.clip_grad_norm on, or use run.precision=fp32")
         raise NonFiniteLossError(
             f"{what} is {value} at epoch {self.epoch}, iteration {self.micro // self.cfg.optim.accum_steps} "
-            f"(optimizer step {self.step + 1}); training stopped and {kept}. Lower optim.lr, check the data "
-            "for NaNs, or use run.precision=fp32")
+            f"(optimizer step {self.step + 1}); training stopped, nothing was saved from this point and "
+            f"{self._kept()}. Probable cause: {cause}")
+
+    def _kept(self) -> str:
+        if self.on_disk is None:
+            return "no checkpoint has been written"
+        return f"{self.ckpt_path} still holds the checkpoint of {self.on_disk}"
+
+    def _check_eval_loss(self, split: str, loss: float) -> None:
+        if not math.isfinite(loss):
+            self.pending = None
+            raise NonFiniteLossError(
+                f"the {split} loss is {loss} after optimizer step {self.step}: the weights diverged, so they were "
+                f"not saved and {self._kept()}. Lower optim.lr, keep optim.clip_grad_norm on, or use "
+                "run.precision=fp32")
 
     def _end_epoch(self, epoch: int) -> None:
         cfg = self.cfg
@@ -268,11 +333,14 @@ class _Run:
             record["unreadable_files"] = len(self.train_set.failures)
         self.epoch, self.micro, self.epoch_loss = epoch + 1, 0, [0.0, 0]
         every = cfg.run.eval_every_epochs
-        if self.val_set is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == cfg.optim.epochs):
+        validated = self.val_set is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == cfg.optim.epochs)
+        if validated:
             record.update({f"val_{k}": v for k, v in self._evaluate(self.val_set, multi_view=False).items()})
         self.history["epochs"].append(record)
         self._record("epoch", **_scalars(record))
-        self._save()
+        if validated:
+            self._check_eval_loss("validation", record["val_loss"])
+        self._save(confirmed=bool(validated))
 
     def _evaluate(self, dataset: Dataset, multi_view: bool) -> dict:
         loader = eval_loader(self.cfg, dataset, self.ctx)
@@ -284,11 +352,18 @@ class _Run:
             self.log.write(kind, **{"step": self.step, **values})
 
     # ------------------------------------------------------------------------------------------------
-    def _save(self) -> None:
-        """Write the checkpoint (a collective: every process sends its RNG states to rank 0)."""
+    def _save(self, confirmed: bool) -> None:
+        """Checkpoint the run (a collective: every process sends its RNG states to rank 0).
+
+        The parameters and the optimizer state must be finite. `confirmed`: written now (a validation or test
+        loss has just shown these weights sound, or no later step comes). Otherwise the state is copied and
+        written by `_write_pending` once the next step's loss, computed with these weights, is finite."""
+        self._check_finite_state()
         rngs = self.ctx.gather(rng_state())
+        where = f"epoch {self.epoch}, iteration {self.micro // self.cfg.optim.accum_steps}, optimizer step {self.step}"
+        state = None
         if self.ctx.is_main:
-            save_checkpoint({
+            state = {
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(),
@@ -302,18 +377,50 @@ class _Run:
                 "rng": rngs,
                 "history": self.history,
                 "config": self.cfg.to_dict(),
-            }, self.ckpt_path)
-        self.ctx.barrier()
+                "metrics_bytes": self.log.size(),
+            }
+        self.pending = None
+        if confirmed:
+            if state is not None:
+                save_checkpoint(state, self.ckpt_path)
+            self.on_disk = where
+            self.ctx.barrier()
+        else:
+            self.pending = {"where": where, "state": None if state is None else _cpu_copy(state)}
 
-    def _resume(self, ckpt: dict) -> None:
-        changed = [key for key in _differences(ckpt["config"], self.cfg.to_dict()) if not key.startswith("run.")]
+    def _write_pending(self) -> None:
+        if self.pending is not None:
+            if self.pending["state"] is not None:
+                save_checkpoint(self.pending["state"], self.ckpt_path)
+            self.on_disk = self.pending["where"]
+            self.pending = None
+
+    def _check_finite_state(self) -> None:
+        """Raise `NonFiniteLossError` (nothing written) if a parameter or an optimizer state is NaN/inf."""
+        tensors = [p.detach() for p in self.model.parameters()]
+        tensors += [v for s in self.optimizer.state.values() for v in s.values()
+                    if torch.is_tensor(v) and v.is_floating_point()]
+        if not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            self.pending = None
+            raise NonFiniteLossError(
+                f"the weights or the optimizer state hold NaN/inf after optimizer step {self.step}: they were not "
+                f"saved and {self._kept()}. Lower optim.lr, keep optim.clip_grad_norm on, or use run.precision=fp32")
+
+    def _resume(self, ckpt: dict) -> dict:
+        """Restore the run from `ckpt`; returns the changed settings ``{key: [old, new]}``."""
+        old, new = ckpt["config"], self.cfg.to_dict()
+        changed = _differences(old, new)
         try:
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError as err:
             raise ConfigError(f"{self.ckpt_path} holds another model ({', '.join(changed) or 'see below'} differ from "
                               f"this config); use a new --output-dir or the run's own config.\n{err}") from None
-        if changed and self.ctx.is_main:
-            warnings.warn(f"resuming {self.ckpt_path} with changed settings: {', '.join(changed)}")
+        affecting = [key for key in changed if key not in HARMLESS_KEYS]
+        if affecting and self.ctx.is_main:
+            warnings.warn(f"resuming {self.ckpt_path} with changed settings: " + ", ".join(
+                f"{key} {_dotted(old, key)!r} -> {_dotted(new, key)!r}" for key in affecting)
+                + f"; the results will differ from the original run's (settings of each start: "
+                f"{self.out / HISTORY_NAME})")
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.micro, self.step = ckpt["epoch"], ckpt["micro"], ckpt["step"]
@@ -328,9 +435,14 @@ class _Run:
                           "from its first batch and the run will not repeat the original exactly")
             self.micro = 0
             torch.manual_seed(self.cfg.run.seed + 1000 * self.step + self.ctx.rank)
+        self.on_disk = f"epoch {ckpt['epoch']}, iteration {ckpt['micro'] // self.cfg.optim.accum_steps}, " \
+                       f"optimizer step {self.step}"
+        if self.log is not None:
+            self.log.truncate(ckpt["metrics_bytes"])  # records after the checkpoint are redone
         if self.ctx.is_main:
             print(f"resumed from {self.ckpt_path}: epoch {self.epoch}, iteration "
                   f"{self.micro // self.cfg.optim.accum_steps}, optimizer step {self.step}", flush=True)
+        return {key: [_dotted(old, key), _dotted(new, key)] for key in changed}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -363,6 +475,23 @@ def _progress(cfg: TrainConfig, ctx: Context, epoch: int, total: int, initial: i
 
     return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
                 dynamic_ncols=True)
+
+
+def _dotted(config: dict, key: str):
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
+def _cpu_copy(value):
+    """A deep copy with every tensor copied to the CPU (a state that later steps cannot change)."""
+    if torch.is_tensor(value):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu_copy(v) for v in value)
+    return copy.deepcopy(value)
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
