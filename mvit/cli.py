@@ -7,16 +7,20 @@
     python -m mvit convert mvit_v1_b-dbeb1030.pth mvit_b_16x4_k400.pt --from torchvision --model mvit_b_16x4
 
 Every subcommand documents its options under ``--help``; ``train --help`` also lists every config key.
+A user's mistake (a bad key, value or path, an unreadable or unfitting checkpoint) ends with one line
+``error: ...`` and exit code 2, checked before any work where it can be; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import traceback
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -25,6 +29,9 @@ from .engine.config import ConfigError, describe_keys, list_recipes, load_config
 
 EXIT_CONFIG = 2  # a bad config or argument (argparse uses 2 as well)
 EXIT_NON_FINITE = 3  # the loss became NaN or infinite
+# what a user's mistake raises: a config, a checkpoint or a path given on the command line (or in a recipe)
+USER_ERRORS = (ConfigError, convert.CheckpointError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+               PermissionError)
 
 
 def config_reference() -> str:
@@ -44,8 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="python -m mvit", description=__doc__, formatter_class=fmt)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true",
+                        help="on a user error, print the Python traceback as well as the error line")
 
-    train = sub.add_parser("train", help="train a model with a recipe (resumes if DIR holds a checkpoint)",
+    train = sub.add_parser("train", parents=[common],
+                           help="train a model with a recipe (resumes if DIR holds a checkpoint)",
                            description="Train with the paper's recipe on the CPU, one GPU or many (torchrun). "
                            "Resumes automatically when DIR holds checkpoint.pt. Writes DIR/checkpoint.pt, "
                            "metrics.jsonl, config.yaml, environment.json.",
@@ -56,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="key=value",
                        help="config overrides with dotted keys, e.g. optim.epochs=5 model.config.drop_path=0.1")
 
-    ev = sub.add_parser("eval", help="evaluate a checkpoint: clip-level and video-level (multi-view) accuracy",
+    ev = sub.add_parser("eval", parents=[common],
+                        help="evaluate a checkpoint: clip-level and video-level (multi-view) accuracy",
                         description="Evaluate weights on the recipe's validation data: 'val' is clip-level "
                         "(one centre clip per video), 'test' video-level (data.num_clips x data.num_crops views, "
                         "softmax scores averaged). Prints top-1/top-5 as JSON.", formatter_class=fmt)
@@ -71,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="also write the full results (per-class accuracy, confusion matrix) here")
     ev.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, as for train")
 
-    fl = sub.add_parser("flops", help="parameters and GFLOPs (multiply-adds) of a model",
+    fl = sub.add_parser("flops", parents=[common], help="parameters and GFLOPs (multiply-adds) of a model",
                         description="Parameters and forward GFLOPs per view (one multiply-add = one FLOP, the "
                         "paper's convention; conv, linear, matmul and attention counted, see mvit.complexity).",
                         formatter_class=fmt)
@@ -81,11 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     fl.add_argument("overrides", nargs="*", metavar="field=value",
                     help="MViTConfig overrides, e.g. pool_mode=max num_classes=600")
 
-    cv = sub.add_parser("convert", help="convert checkpoints between torchvision / PySlowFast / pytorchvideo "
-                        "and this package", formatter_class=fmt,
+    cv = sub.add_parser("convert", parents=[common], formatter_class=fmt,
+                        help="convert checkpoints between torchvision / PySlowFast / pytorchvideo and this package",
                         description="Rename (and reshape) the weights of a checkpoint into this package's layout "
                         "(--from) or from it into torchvision's (--to torchvision). With --model, the result is "
-                        "loaded strictly into that preset first, so a mismatch is reported before anything is written.")
+                        "loaded strictly into that preset first, so a mismatch is reported before anything is written. "
+                        "Loading the reference configurations: see mvit.convert (for example PySlowFast's "
+                        "MVIT_B_32x3_CONV.yaml: --model mvit_b_24_32x3 num_classes=400 pool_kernel=stride+1; "
+                        "pytorchvideo 0.1.5: pool_norm_eps=1e-5).")
     cv.add_argument("input", metavar="IN", help="checkpoint file to read (torch.save format)")
     cv.add_argument("output", metavar="OUT", help="state dict file to write")
     direction = cv.add_mutually_exclusive_group(required=True)
@@ -96,7 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     cv.add_argument("--model", metavar="MODEL", help="check the weights against this preset (recommended)")
     cv.add_argument("overrides", nargs="*", metavar="field=value", help="MViTConfig overrides for --model")
 
-    sub.add_parser("recipes", help="list the shipped recipes", description="List the recipes in mvit/recipes.")
+    sub.add_parser("recipes", parents=[common], help="list the shipped recipes",
+                   description="List the recipes in mvit/recipes.")
     return parser
 
 
@@ -105,13 +121,78 @@ def _model_overrides(model: str, items: Sequence[str]) -> dict:
     return load_config(None, [f"model.name={model}", *(f"model.config.{item}" for item in items)]).model.config
 
 
+def _build_model(model: str, overrides: dict):
+    from .model import build_model
+
+    try:
+        return build_model(model, **overrides)
+    except ValueError as err:  # MViTConfig's checks of the values given on the command line
+        raise ConfigError(f"{model} with {overrides}: {err}") from None
+
+
 def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
+
+
+def _check_output_file(path: str, option: str) -> None:
+    """Refuse, before any work, an output file that could not be written."""
+    file = Path(path)
+    folder = file.parent
+    if file.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give a file name, e.g. {file / 'out'}")
+    if not folder.is_dir():
+        state = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(f"{option} {path}: the folder {folder} {state}; create the folder first "
+                          f"(mkdir -p {folder}) or choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK) or (file.exists() and not os.access(file, os.W_OK)):
+        raise ConfigError(f"{option} {path} cannot be written (no write permission); choose a path you can write to")
+
+
+def _check_output_dir(path: str, option: str) -> None:
+    """Refuse, before any work, an output folder that is a file or could not be created or written."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{option} {path} is a file, not a folder; choose another folder name")
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {path} cannot be created: {existing} is a file; choose another folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path} cannot be written: {existing} is read-only for this user; "
+                          "choose another folder")
+
+
+def _write_atomically(path: str, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` to a temporary file beside `path`, then rename it to `path`; a failure (a full disk)
+    leaves any previous file at `path` as it was and becomes a one-line error."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"could not write {path} ({err}); free some space or choose another path") from None
+
+
+def _finite(value):
+    """`value` with every NaN or infinite float replaced by None, so that it is valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(value, **kwargs) -> str:
+    return json.dumps(_finite(value), allow_nan=False, **kwargs)
 
 
 def _train(args: argparse.Namespace) -> int:
     from .engine import NonFiniteLossError, TrainingInterrupted, train
 
+    _check_output_dir(args.output_dir, "--output-dir")
     cfg = load_config(args.config, [*args.overrides, f"run.output_dir={args.output_dir}"])
     try:
         history = train(cfg)
@@ -126,39 +207,37 @@ def _train(args: argparse.Namespace) -> int:
     if history["test"]:
         summary.update({f"test_{k}": history["test"][k] for k in ("top1", "top5", "num_samples")})
     if _is_main_process():
-        print(json.dumps(summary))
+        print(_json(summary))
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
     from .engine import evaluate_checkpoint
 
+    if args.output:
+        _check_output_file(args.output, "--output")
     cfg = load_config(args.config, args.overrides)
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     unknown = [s for s in splits if s not in ("val", "test")]
     if unknown:
         raise ConfigError(f"--splits: unknown split(s) {unknown}; use val, test or val,test")
-    try:
-        results = evaluate_checkpoint(cfg, args.checkpoint, source=args.source, splits=splits)
-    except FileNotFoundError as err:
-        raise ConfigError(str(err)) from None
+    results = evaluate_checkpoint(cfg, args.checkpoint, source=args.source, splits=splits)
     if not _is_main_process():  # under torchrun every process holds the same summed results
         return 0
-    if args.output:
-        Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
     brief = {split: {k: v for k, v in r.items() if isinstance(v, (int, float))} for split, r in results.items()}
-    print(json.dumps(brief, indent=1))
+    print(_json(brief, indent=1))
+    if args.output:
+        _write_atomically(args.output, lambda tmp: tmp.write_text(_json(results, indent=1) + "\n"))
     return 0
 
 
 def _flops(args: argparse.Namespace) -> int:
     from .complexity import count_flops, count_params
-    from .model import build_model
 
     overrides = _model_overrides(args.model, args.overrides)
     if args.input_size:
         overrides["input_size"] = tuple(args.input_size)
-    model = build_model(args.model, **overrides)
+    model = _build_model(args.model, overrides)
     shape = (1, model.config.in_channels, *model.config.input_size)
     params, gflops = count_params(model), count_flops(model, shape)
     print(json.dumps({"model": args.model, "input": list(shape[1:]), "params": params,
@@ -167,26 +246,30 @@ def _flops(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    state = convert.unwrap(torch.load(args.input, map_location="cpu", weights_only=True))
+    if args.overrides and not args.model:
+        raise ConfigError("field=value overrides only apply with --model")
+    model = _build_model(args.model, _model_overrides(args.model, args.overrides)) if args.model else None
+    _check_output_file(args.output, "OUT")
+    state = convert.read_checkpoint(args.input)
     if args.target:
         ours = state
         out = convert.to_torchvision(state)
     else:
-        source = convert.detect_source(state) if args.source == "auto" else args.source
-        ours = out = getattr(convert, f"from_{source}")(state)
-    if args.model:
-        from .model import build_model
-
-        model = build_model(args.model, **_model_overrides(args.model, args.overrides))
+        ours = out = convert.convert_state_dict(state, args.source)
+    if model is not None:
         try:
             convert.load_pretrained(model, ours, source="mvit")
-        except ValueError as err:
+        except convert.CheckpointError as err:
             raise ConfigError(f"{args.input} does not fit --model {args.model}: {err}") from None
-    elif args.overrides:
-        raise ConfigError("field=value overrides only apply with --model")
-    torch.save(out, args.output)
+    _write_atomically(args.output, lambda tmp: torch.save(out, tmp))
     print(f"wrote {len(out)} tensors to {args.output}")
     return 0
+
+
+def _error_line(err: BaseException) -> str:
+    """The error's message as one line: its first line, then the others joined by '; '."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    return " ".join(lines[:1] + ["; ".join(lines[1:])]).strip()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -203,6 +286,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     handler = {"train": _train, "eval": _eval, "flops": _flops, "convert": _convert}[args.command]
     try:
         return handler(args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {_error_line(err)}", file=sys.stderr)
         return EXIT_CONFIG

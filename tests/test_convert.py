@@ -25,6 +25,13 @@ from mvit.convert import (detect_source, from_pyslowfast, from_pytorchvideo, fro
 # ---------------------------------------------------------------- torchvision
 
 
+def loaded(model: torch.nn.Module, checkpoint, **kwargs) -> torch.nn.Module:
+    """`load_pretrained` into `model`, which must then hold every weight of the checkpoint; in eval mode."""
+    assert load_pretrained(model, checkpoint, **kwargs) == []
+    return model.eval()
+
+
+
 def random_clips(count: int, t: int, size: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     normal = torch.randn(count - 1, 3, t, size, size, generator=g)
@@ -37,7 +44,7 @@ def test_torchvision_mvit_v1_b_parity_both_directions():
     """Full size, 16x224x224: a few seconds per forward pass on a 2-core CPU."""
     torch.manual_seed(0)
     tv = mvit_v1_b().eval()
-    ours = load_pretrained(mvit.build_model("mvit_b_16x4"), tv.state_dict()).eval()
+    ours = loaded(mvit.build_model("mvit_b_16x4"), tv.state_dict())
     x = random_clips(2, 16, 224, seed=1)
     with torch.no_grad():
         assert (ours(x) - tv(x)).abs().max() <= 1e-4
@@ -69,7 +76,7 @@ def torchvision_tiny() -> TorchvisionMViT:
 def test_torchvision_parity_on_a_small_model_both_directions():
     torch.manual_seed(0)
     tv = torchvision_tiny()
-    ours = load_pretrained(mvit.build_model("mvit_tiny"), tv.state_dict(), source="torchvision").eval()
+    ours = loaded(mvit.build_model("mvit_tiny"), tv.state_dict(), source="torchvision")
     x = random_clips(4, 8, 64, seed=3)
     with torch.no_grad():
         assert (ours(x) - tv(x)).abs().max() <= 1e-5
@@ -181,8 +188,7 @@ def test_reference_layouts_load_exactly(variant, source, separate_qkv):
     converted = LOADERS[source]({"model_state": theirs, "epoch": 30})
     assert converted.keys() == original.state_dict().keys()
 
-    fresh = load_pretrained(randomise(mvit.build_model("mvit_tiny", **VARIANTS[variant]), seed=1),
-                            {"model_state": theirs})
+    fresh = loaded(randomise(mvit.build_model("mvit_tiny", **VARIANTS[variant]), seed=1), {"model_state": theirs})
     x = random_clips(1, 8, 64, seed=4)
     with torch.no_grad():
         assert torch.equal(fresh(x), original(x))
@@ -195,10 +201,10 @@ def test_image_models_with_a_2d_patch_convolution(source):
     theirs = reference_layout(original.state_dict(), source, separate_qkv=False)
     stem = LAYOUTS[source]["stem"] + ".weight"
     theirs[stem] = theirs[stem][:, :, 0]
-    loaded = load_pretrained(mvit.build_model("mvit_tiny_img"), theirs).eval()
+    model = loaded(mvit.build_model("mvit_tiny_img"), theirs)
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        assert torch.equal(loaded(images), original(images))
+        assert torch.equal(model(images), original(images))
 
 
 def test_checkpoint_file_as_pyslowfast_saves_it(tmp_path):
@@ -206,18 +212,18 @@ def test_checkpoint_file_as_pyslowfast_saves_it(tmp_path):
     path = tmp_path / "checkpoint_epoch_00200.pyth"
     torch.save({"epoch": 200, "model_state": reference_layout(original.state_dict(), "pyslowfast", False),
                 "optimizer_state": {"state": {}, "param_groups": []}, "cfg": "MVIT:\n  DEPTH: 4\n"}, path)
-    loaded = load_pretrained(mvit.build_model("mvit_tiny"), path).eval()
+    model = loaded(mvit.build_model("mvit_tiny"), path)
     x = random_clips(1, 8, 64, seed=5)
     with torch.no_grad():
-        assert torch.equal(loaded(x), original(x))
+        assert torch.equal(model(x), original(x))
 
 
 def test_our_own_checkpoints_and_ddp_prefixes_load():
     original = randomise(mvit.build_model("mvit_tiny"), seed=0)
     wrapped = {"model": {f"module.{k}": v for k, v in original.state_dict().items()}, "step": 3}
     assert detect_source(unwrap(wrapped)) == "mvit"
-    loaded = load_pretrained(mvit.build_model("mvit_tiny"), wrapped)
-    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in original.state_dict().items())
+    model = loaded(mvit.build_model("mvit_tiny"), wrapped)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in original.state_dict().items())
 
 
 # ---------------------------------------------------------------- strict key checking
