@@ -270,3 +270,69 @@ def test_a_resume_changing_only_harmless_settings_does_not_warn(tmp_path, recwar
     assert not [w for w in recwarn if "changed settings" in str(w.message)]
     last = json.loads((tmp_path / "config_history.jsonl").read_text().splitlines()[-1])
     assert last["changed"] == {"run.checkpoint_every_steps": [0, 5], "run.log_every_steps": [1, 2]}
+
+
+# ------------------------------------------------------------------------- checkpoint files, full disk
+
+@pytest.mark.parametrize("content, said", [
+    (b"", "an empty file"),
+    (b"step: 3\nweights: none\n", "not a PyTorch file"),
+    (bytes(range(256)) * 64, "not a PyTorch file"),
+    ("truncated", "truncated"),
+])
+def test_unreadable_checkpoint_files_are_named_with_the_fix(tmp_path, content, said):
+    path = tmp_path / "checkpoint.pt"
+    if content == "truncated":
+        save_checkpoint({"step": 1, "w": torch.randn(1000)}, path)
+        content = path.read_bytes()[: path.stat().st_size // 2]
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=f"{path} cannot be read as a PyTorch checkpoint: .*{said}.*delete it"):
+        load_checkpoint(path)
+    with pytest.raises(ConfigError, match=str(path)):  # a run resuming from it stops the same way
+        train(load_config(None, TINY + [f"run.output_dir={tmp_path}"]), tiny_data(8))
+
+
+def test_checkpoints_carry_a_format_version(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"step": 1}, path)
+    assert load_checkpoint(path)["format"] == 1
+    torch.save({"step": 1, "model": {}}, path)  # as written before versions existed
+    with pytest.raises(ConfigError, match="no 'format' version"):
+        load_checkpoint(path)
+    torch.save({"step": 1, "format": 99}, path)
+    with pytest.raises(ConfigError, match="checkpoint format 99, this mvit reads format 1"):
+        load_checkpoint(path)
+    torch.save([1, 2], path)
+    with pytest.raises(ConfigError, match="not a training checkpoint"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("failure", ["ENOSPC", "zip writer"])
+def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(tmp_path, monkeypatch, failure):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
+    real_save = torch.save
+
+    def full(obj, f):
+        f.write(b"partial")
+        if failure == "ENOSPC":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 2026944 vs 2026832")
+
+    monkeypatch.setattr(torch, "save", full)
+    if failure == "zip writer":  # torch's zip writer gives no errno; the free space tells
+        monkeypatch.setattr("shutil.disk_usage", lambda p: type("usage", (), {"free": 4096})())
+    with pytest.raises(ConfigError, match=f"the disk is full while writing {path}.*previous checkpoint {path} is intact"):
+        save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert load_checkpoint(path)["step"] == 1 and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_other_write_errors_are_not_called_a_full_disk(tmp_path, monkeypatch):
+    def broken(obj, f):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        save_checkpoint({"step": 2}, tmp_path / "checkpoint.pt")
+    assert not list(tmp_path.glob(".*"))

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from mvit.engine import NonFiniteLossError, TrainingInterrupted, load_checkpoint, load_config, train
+from mvit.engine.log import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,6 +93,13 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert a["history"]["epochs"][-1]["val_top1"] == b["history"]["epochs"][-1]["val_top1"]
     for k, v in a["optimizer"]["state"].items():
         torch.testing.assert_close(v["exp_avg_sq"], b["optimizer"]["state"][k]["exp_avg_sq"], rtol=0, atol=1e-9)
+    # metrics.jsonl describes one run: the records the killed run wrote after its checkpoint are gone
+    whole_log, killed_log = (read_metrics(tmp_path / name) for name in ("whole", "killed"))
+    steps = [r["step"] for r in killed_log if r["kind"] == "train"]
+    assert steps == list(range(1, 25))  # steps 17 and later were logged before the kill, then again
+    drop = ("clips_per_s",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in killed_log] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in whole_log]
 
 
 def test_nan_loss_stops_naming_the_iteration_and_keeps_the_last_good_checkpoint(tmp_path):

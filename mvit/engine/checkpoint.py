@@ -116,17 +116,22 @@ def read_torch_file(path: Union[str, Path], map_location: Any = "cpu") -> Any:
     size = path.stat().st_size
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:  # weights_only refused an object: not a file of weights
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"{path} holds objects other than tensors and plain data ({first}); "
-                          "only weights and checkpoints can be loaded") from None
+    except pickle.UnpicklingError as err:
+        refused = [line.strip() for line in str(err).splitlines() if "Unsupported global" in line]
+        if refused:  # a well-formed pickle of other objects, which weights_only does not run
+            raise ConfigError(f"{path} holds objects other than tensors and plain data ({refused[0]}); only "
+                              "weights and checkpoints can be loaded") from None
+        error: BaseException = err
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile, IndexError,
             UnicodeDecodeError, AttributeError, TypeError) as err:
-        what = "an empty file" if size == 0 else f"a file of {size} bytes that is truncated or not a PyTorch file"
-        reason = " ".join(str(err).split())[:120] or type(err).__name__
-        raise ConfigError(f"{path} cannot be read as a PyTorch checkpoint: {what} ({type(err).__name__}: "
-                          f"{reason}). Pass a file written by torch.save (e.g. DIR/checkpoint.pt of a training "
-                          "run); if a run's own checkpoint is damaged, delete it to start over") from None
+        error = err
+    what = "an empty file" if size == 0 else f"a file of {size} bytes that is truncated or not a PyTorch file"
+    noise = ("Please file an issue", "Check the documentation", "weights_only", "Weights only load failed")
+    lines = [line for line in str(error).splitlines() if line.strip() and not any(n in line for n in noise)]
+    reason = " ".join(lines[-1].split())[:120] if lines else ""
+    raise ConfigError(f"{path} cannot be read as a PyTorch checkpoint: {what} ({type(error).__name__}: {reason}). "
+                      "Pass a file written by torch.save (e.g. DIR/checkpoint.pt of a training run); if a run's own "
+                      "checkpoint is damaged, delete it to start over")
 
 
 class OutputDirLock:
