@@ -11,7 +11,8 @@ Download the archives from image-net.org yourself (a registration is needed). Th
   ``<image file> <wnid>`` lines; each image is linked (or copied) to ``OUT/val/<wnid>/``.
 
 Resumable: classes already extracted (marked by ``.done``) and images already placed are skipped.
-Example:
+Class names must be wnids (``n`` and 8 digits) and image names plain file names: anything else (a
+hostile ``n/../../x``) is refused, naming its line, before anything is written. Example:
 
     python data_scripts/imagenet.py --train ILSVRC2012_img_train --val ILSVRC2012_img_val \\
         --val-labels LOC_val_solution.csv --out data/imagenet
@@ -19,36 +20,43 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import os
+import re
 import shutil
 import tarfile
 from pathlib import Path
 
-from _common import log, parser, require, setup_logging
+from _common import ScriptError, entry_point, log, parser, read_csv_rows, read_lines, require, safe_name, setup_logging
+
+WNID = re.compile(r"n\d{8}")
+
+
+def wnid(name: str, where: str) -> str:
+    """`name` if it is a WordNet id like ``n01440764``, else an error naming `where` it came from."""
+    if not WNID.fullmatch(name):
+        raise ScriptError(f"{where}: {name!r} is not an ImageNet class id ('n' and 8 digits, e.g. n01440764); "
+                          "fix or remove that entry")
+    return name
 
 
 def read_val_labels(path: Path) -> dict[str, str]:
     """{image file name: wnid} from LOC_val_solution.csv or ``<image> <wnid>`` lines."""
     labels = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        if path.suffix == ".csv":
-            reader = csv.DictReader(f)
-            if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or ()):
-                raise SystemExit(f"error: {path} is not LOC_val_solution.csv (columns ImageId,PredictionString)")
-            for number, row in enumerate(reader, start=2):
-                fields = row["PredictionString"].split()
-                if not fields:
-                    raise SystemExit(f"error: {path}:{number}: empty PredictionString")
-                labels[row["ImageId"] + ".JPEG"] = fields[0]
-        else:
-            for number, line in enumerate(f, start=1):
-                fields = line.split()
-                if not fields:
-                    continue
-                if len(fields) != 2 or not fields[1].startswith("n"):
-                    raise SystemExit(f"error: {path}:{number}: expected '<image file> <wnid>', got {line.strip()!r}")
-                labels[fields[0]] = fields[1]
+    if path.suffix == ".csv":
+        for number, row in read_csv_rows(path, {"ImageId", "PredictionString"},
+                                         "LOC_val_solution.csv (columns ImageId,PredictionString)"):
+            where = f"{path}:{number}"
+            fields = row["PredictionString"].split()
+            if not fields:
+                raise ScriptError(f"{where}: empty PredictionString")
+            labels[safe_name(row["ImageId"], where, "ImageId") + ".JPEG"] = wnid(fields[0], where)
+    else:
+        for number, line in read_lines(path, "'<image file> <wnid>' lines"):
+            where = f"{path}:{number}"
+            fields = line.split()
+            if len(fields) != 2:
+                raise ScriptError(f"{where}: expected '<image file> <wnid>', got {line!r}")
+            labels[safe_name(fields[0], where, "image file")] = wnid(fields[1], where)
     return labels
 
 
@@ -63,10 +71,10 @@ def place(source: Path, target: Path, mode: str) -> None:
 
 
 def prepare_train(train: Path, out: Path, dry_run: bool) -> None:
-    tars = sorted(train.glob("n*.tar"))
+    tars = [tar for tar in sorted(train.glob("n*.tar")) if wnid(tar.stem, str(tar))]
     if not tars:
         if not any(entry.is_dir() for entry in train.iterdir()):
-            raise SystemExit(f"error: {train} has neither <wnid>.tar files nor class folders")
+            raise ScriptError(f"{train} has neither <wnid>.tar files nor class folders")
         log.info(f"train: {train} already has class folders; linking it as {out / 'train'}")
         if not dry_run and not (out / "train").exists():
             out.mkdir(parents=True, exist_ok=True)
@@ -82,8 +90,8 @@ def prepare_train(train: Path, out: Path, dry_run: bool) -> None:
         try:
             with tarfile.open(tar) as archive:
                 archive.extractall(folder, filter="data")
-        except tarfile.TarError as error:
-            raise SystemExit(f"error: {tar} is not a readable tar archive ({error}); download it again") from None
+        except tarfile.TarError as error:  # also an archive member that would land outside the folder
+            raise ScriptError(f"{tar} is not a readable, safe tar archive ({error}); download it again") from None
         (folder / ".done").touch()
 
 
@@ -91,8 +99,8 @@ def prepare_val(val: Path, labels: dict[str, str], out: Path, mode: str, dry_run
     images = sorted(val.glob("*.JPEG"))
     unlabelled = [image.name for image in images if image.name not in labels]
     if unlabelled:
-        raise SystemExit(f"error: {len(unlabelled)} images in {val} have no label, e.g. {unlabelled[:3]}; "
-                         "is --val-labels the ILSVRC 2012 validation list?")
+        raise ScriptError(f"{len(unlabelled)} images in {val} have no label, e.g. {unlabelled[:3]}; "
+                          "is --val-labels the ILSVRC 2012 validation list?")
     todo = [image for image in images if not (out / "val" / labels[image.name] / image.name).exists()]
     log.info(f"val: {len(images)} images in {len(set(labels.values()))} classes, {len(todo)} to place ({mode})")
     if dry_run:
@@ -101,6 +109,7 @@ def prepare_val(val: Path, labels: dict[str, str], out: Path, mode: str, dry_run
         place(image, out / "val" / labels[image.name] / image.name, mode)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__)
     p.add_argument("--train", type=Path, help="training images: <wnid>.tar files or class folders")
@@ -115,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.val is not None and args.val_labels is None:
         p.error("--val needs --val-labels")
     hint = "download ILSVRC 2012 from image-net.org and unpack it"
-    if args.train is not None:
+    labels = None if args.val is None else read_val_labels(require(args.val_labels, "label file", hint))
+    if args.train is not None:  # after every input is checked: an error leaves nothing half written
         prepare_train(require(args.train, "training folder", hint), args.out, args.dry_run)
-    if args.val is not None:
-        labels = read_val_labels(require(args.val_labels, "label file", hint))
+    if labels is not None:
         prepare_val(require(args.val, "validation folder", hint), labels, args.out, args.mode, args.dry_run)
     log.info("dry run: nothing written" if args.dry_run else f"done: {args.out}")
     return 0

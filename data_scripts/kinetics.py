@@ -9,7 +9,8 @@ short side to --short-side (default 320) and write
 (sorted class names; line i is label i), and list what failed in ``OUT/failed.txt``.
 
 Resumable: clips already written are skipped, so run it again after an interruption or to retry
-failed downloads. Example:
+failed downloads. A row whose youtube_id is not a plain name (``../x``) or whose times are not
+finite numbers with start < end is refused, naming its line. Example:
 
     python data_scripts/kinetics.py --csv kinetics400/train.csv kinetics400/validate.csv \\
         --raw-dir raw/ --out data/k400 --workers 16
@@ -17,14 +18,15 @@ failed downloads. Example:
 
 from __future__ import annotations
 
-import csv
 import functools
+import math
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from _common import log, parser, require, run_all, setup_logging, slug, write_lines
+from _common import (ScriptError, entry_point, log, parser, read_csv_rows, require, run_all, safe_name, setup_logging,
+                     slug, write_annotations, write_lines)
 
 SPLIT_NAMES = {"train": "train", "validate": "val", "val": "val", "test": "test"}
 Downloader = Callable[[str, Path], None]
@@ -44,25 +46,24 @@ class Clip(NamedTuple):
 
 def read_csv(path: Path) -> list[Clip]:
     """Clips of an official Kinetics CSV. Rows without a label (some test lists) are skipped."""
+    what = "an official Kinetics CSV with header label,youtube_id,time_start,time_end,split"
     clips = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"youtube_id", "time_start", "time_end"} - set(reader.fieldnames or ())
-        if missing:
-            raise SystemExit(f"error: {path} lacks the column(s) {sorted(missing)}; expected an official Kinetics "
-                             "CSV with header label,youtube_id,time_start,time_end,split")
-        for number, row in enumerate(reader, start=2):
-            split = SPLIT_NAMES.get(row.get("split") or path.stem)
-            if split is None:
-                raise SystemExit(f"error: {path}:{number}: unknown split {row.get('split')!r}; "
-                                 f"expected one of {sorted(SPLIT_NAMES)}")
-            if not row.get("label"):
-                continue
-            try:
-                clips.append(Clip(row["youtube_id"], float(row["time_start"]), float(row["time_end"]), split,
-                                  row["label"]))
-            except ValueError:
-                raise SystemExit(f"error: {path}:{number}: time_start/time_end are not numbers: {row}") from None
+    for number, row in read_csv_rows(path, {"youtube_id", "time_start", "time_end"}, what):
+        where = f"{path}:{number}"
+        split = SPLIT_NAMES.get(row.get("split") or path.stem)
+        if split is None:
+            raise ScriptError(f"{where}: unknown split {row.get('split')!r}; expected one of {sorted(SPLIT_NAMES)}")
+        if not row.get("label"):
+            continue
+        youtube_id = safe_name(row["youtube_id"], where, "youtube_id")
+        try:
+            start, end = float(row["time_start"]), float(row["time_end"])
+        except ValueError:
+            start = end = math.nan
+        if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+            raise ScriptError(f"{where}: time_start={row['time_start']!r}, time_end={row['time_end']!r} must be "
+                              "numbers of seconds with 0 <= time_start < time_end")
+        clips.append(Clip(youtube_id, start, end, split, row["label"]))
     return clips
 
 
@@ -106,6 +107,7 @@ def prepare_clip(clip: Clip, raw_dir: Path, out: Path, short_side: int, download
     return None
 
 
+@entry_point
 def main(argv: list[str] | None = None, download: Downloader | None = yt_dlp_download) -> int:
     p = parser(__doc__)
     p.add_argument("--csv", type=Path, nargs="+", required=True, help="official annotation CSV(s)")
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None, download: Downloader | None = yt_dlp_dow
     clips = [clip for path in args.csv for clip in
              read_csv(require(path, "annotation CSV", "get it from the Kinetics release (train.csv, validate.csv)"))]
     if not clips:
-        raise SystemExit(f"error: no labelled clips in {[str(c) for c in args.csv]}")
+        raise ScriptError(f"no labelled clips in {[str(c) for c in args.csv]}")
     classes = sorted({clip.label for clip in clips})
     todo = [clip for clip in clips if not (args.out / clip.path).exists()]
     have_raw = 0 if not args.raw_dir.is_dir() else sum(find_raw(args.raw_dir, c.youtube_id) is not None for c in todo)
@@ -137,8 +139,8 @@ def main(argv: list[str] | None = None, download: Downloader | None = yt_dlp_dow
     args.out.mkdir(parents=True, exist_ok=True)
     write_lines(args.out / "classes.txt", classes)
     for split in sorted({clip.split for clip in clips}):
-        count = write_lines(args.out / f"{split}.csv", (f"{c.path} {index[c.label]}" for c in clips
-                                                        if c.split == split and (args.out / c.path).exists()))
+        count = write_annotations(args.out / f"{split}.csv", ((c.path, index[c.label]) for c in clips
+                                                              if c.split == split and (args.out / c.path).exists()))
         log.info(f"{args.out / f'{split}.csv'}: {count} clips")
     write_lines(args.out / "failed.txt", (f"{clip.youtube_id} {clip.path}: {reason}" for clip, reason in failed))
     log.info(f"{len(failed)} clips failed (listed in {args.out / 'failed.txt'}); run again to retry them")

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import time
 
-from _common import log, parser, setup_logging
+from _common import ScriptError, entry_point, log, parser, setup_logging
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__)
     p.add_argument("--num-train", type=int, default=500, help="training videos (default 500)")
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths = synthetic.generate(args.out, args.num_train, args.num_val, args.num_frames, args.size, args.seed)
     except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
+        raise ScriptError(str(error)) from None
     seconds = time.perf_counter() - start
     log.info(f"wrote {paths['train']}, {paths['val']}, {paths['classes']} in {seconds:.1f} s "
              f"({(total - existing) / max(seconds, 1e-9):.0f} new clips/s)")

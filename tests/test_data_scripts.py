@@ -3,6 +3,7 @@ clear errors. Nothing touches the network (Kinetics' download step is injected).
 
 import csv
 import importlib
+import re
 import subprocess
 import sys
 import tarfile
@@ -22,6 +23,15 @@ NAMES = ["kinetics", "ssv2", "ucf101", "imagenet", "make_synthetic"]
 
 def script(name):
     return importlib.import_module(name)
+
+
+def assert_fails(capsys, name, args, match):
+    """`name`.main(args) refuses with exit code 2 and one 'error: ...' line on stderr matching `match`."""
+    capsys.readouterr()
+    assert script(name).main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert re.search(match, err), err
 
 
 def moving_frames(num_frames, height=48, width=64, seed=0):
@@ -120,10 +130,10 @@ def test_kinetics_dry_run_and_errors(kinetics, capsys):
     assert "5 clips in 2 classes; 0 already prepared, 5 to do (4 already downloaded)" in capsys.readouterr().out
     assert not (kinetics / "out").exists()
     (kinetics / "bad.csv").write_text("youtube_id,start\nabc,1\n")
-    with pytest.raises(SystemExit, match="lacks the column"):
-        script("kinetics").main(["--csv", str(kinetics / "bad.csv"), "--raw-dir", "r", "--out", "o"])
-    with pytest.raises(SystemExit, match="does not exist"):
-        script("kinetics").main(["--csv", str(kinetics / "nope.csv"), "--raw-dir", "r", "--out", "o"])
+    assert_fails(capsys, "kinetics", ["--csv", str(kinetics / "bad.csv"), "--raw-dir", "r", "--out", "o"],
+                 "lacks the column")
+    assert_fails(capsys, "kinetics", ["--csv", str(kinetics / "nope.csv"), "--raw-dir", "r", "--out", "o"],
+                 "does not exist")
 
 
 # Something-Something v2 -------------------------------------------------------------------------
@@ -175,21 +185,21 @@ def test_ssv2_transcodes_and_writes_annotations(ssv2):
     assert (out / "videos/11.mp4").stat().st_mtime_ns == stamp  # resumed, not redone
 
 
-def test_ssv2_no_transcode_and_errors(ssv2, tmp_path):
+def test_ssv2_no_transcode_and_errors(ssv2, tmp_path, capsys):
     import json
 
     args = ["--videos", str(ssv2 / "videos"), "--labels", str(ssv2 / "labels"), "--out", str(ssv2 / "plain")]
     assert script("ssv2").main(args + ["--no-transcode"]) == 0
-    assert (ssv2 / "plain/train.csv").read_text().splitlines() == ["11.webm 1", "12.webm 0"]
-    assert not (ssv2 / "plain/videos").exists()
+    assert (ssv2 / "plain/train.csv").read_text().splitlines() == ["webm/11.webm 1", "webm/12.webm 0"]
+    assert not (ssv2 / "plain/videos").exists() and (ssv2 / "plain/webm").resolve() == (ssv2 / "videos").resolve()
+    assert data.VideoDataset(ssv2 / "plain/val.csv", ssv2 / "plain", "val", 4, 2, 24)[0][1] == 0  # readable from OUT
     assert script("ssv2").main(args[:-1] + [str(ssv2 / "dry"), "--dry-run"]) == 0
     assert not (ssv2 / "dry").exists()
     (ssv2 / "labels/something-something-v2-validation.json").write_text(json.dumps(
         [{"id": "14", "template": "Spinning [something]"}]))
-    with pytest.raises(SystemExit, match="entry 0 .*'Spinning something'"):
-        script("ssv2").main(args)
-    with pytest.raises(SystemExit, match="video folder .* does not exist"):
-        script("ssv2").main(["--videos", str(tmp_path / "none"), "--labels", "x", "--out", "y"])
+    assert_fails(capsys, "ssv2", args, r"validation\.json:1 \(entry 0\): the template 'Spinning something'")
+    assert_fails(capsys, "ssv2", ["--videos", str(tmp_path / "none"), "--labels", "x", "--out", "y"],
+                 "video folder .* does not exist")
 
 
 # UCF-101 ----------------------------------------------------------------------------------------
@@ -220,25 +230,25 @@ def ucf_args(root, *extra):
 def test_ucf101_writes_the_official_split(ucf):
     assert script("ucf101").main(ucf_args(ucf)) == 0
     out = ucf / "out"
-    assert (out / "train_split1.csv").read_text().splitlines() == [
-        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 0", "Archery/v_Archery_g08_c01.avi 1"]
-    assert (out / "test_split1.csv").read_text().splitlines()[1] == "Archery/v_Archery_g01_c01.avi 1"
+    # what the ucf101_mvit_b_16x4 recipe reads with data.root=OUT: train.csv and val.csv (the test list)
+    assert (out / "train.csv").read_text().splitlines() == [
+        "videos/ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 0", "videos/Archery/v_Archery_g08_c01.avi 1"]
+    assert (out / "val.csv").read_text().splitlines()[1] == "videos/Archery/v_Archery_g01_c01.avi 1"
+    assert (out / "videos/Archery/v_Archery_g01_c01.avi").is_file()  # OUT/videos links to --videos
     assert (out / "classes.txt").read_text().splitlines() == ["ApplyEyeMakeup", "Archery"]
-    (out / "train_split1.csv").write_text("kept\n")
+    (out / "train.csv").write_text("kept\n")
     script("ucf101").main(ucf_args(ucf))
-    assert (out / "train_split1.csv").read_text() == "kept\n"  # existing outputs are kept ...
+    assert (out / "train.csv").read_text() == "kept\n"  # existing outputs are kept ...
     script("ucf101").main(ucf_args(ucf, "--force"))
-    assert (out / "train_split1.csv").read_text() != "kept\n"  # ... unless --force
+    assert (out / "train.csv").read_text() != "kept\n"  # ... unless --force
 
 
-def test_ucf101_errors_and_dry_run(ucf):
+def test_ucf101_errors_and_dry_run(ucf, capsys):
     assert script("ucf101").main(ucf_args(ucf, "--dry-run")) == 0 and not (ucf / "out").exists()
     (ucf / "UCF-101/Archery/v_Archery_g01_c01.avi").unlink()
-    with pytest.raises(SystemExit, match="1 videos of testlist01.txt are not in"):
-        script("ucf101").main(ucf_args(ucf))
+    assert_fails(capsys, "ucf101", ucf_args(ucf), "1 videos of testlist01.txt are not in")
     (ucf / "ucfTrainTestlist/classInd.txt").write_text("1 ApplyEyeMakeup\nArchery\n")
-    with pytest.raises(SystemExit, match=r"classInd.txt:2: expected '<index> <ClassName>'"):
-        script("ucf101").main(ucf_args(ucf))
+    assert_fails(capsys, "ucf101", ucf_args(ucf), r"classInd.txt:2: expected '<index> <ClassName>'")
 
 
 # ImageNet ---------------------------------------------------------------------------------------
@@ -296,11 +306,9 @@ def test_imagenet_class_folders_plain_labels_and_errors(imagenet, capsys):
                                          "ILSVRC2012_val_00000002.JPEG n01440764\n")
     args = ["--val", str(imagenet / "val"), "--val-labels", str(imagenet / "labels.txt"), "--out",
             str(imagenet / "out2"), "--mode", "copy"]
-    with pytest.raises(SystemExit, match="1 images in .* have no label"):
-        script("imagenet").main(args)
+    assert_fails(capsys, "imagenet", args, "1 images in .* have no label")
     (imagenet / "labels.txt").write_text("ILSVRC2012_val_00000001.JPEG\n")
-    with pytest.raises(SystemExit, match=r"labels.txt:1: expected '<image file> <wnid>'"):
-        script("imagenet").main(args)
+    assert_fails(capsys, "imagenet", args, r"labels.txt:1: expected '<image file> <wnid>'")
     folders = imagenet / "staging"  # already one folder per class: linked as it is
     assert script("imagenet").main(["--train", str(folders), "--out", str(imagenet / "out3")]) == 0
     assert (imagenet / "out3/train").resolve() == folders.resolve()
@@ -318,5 +326,107 @@ def test_make_synthetic(tmp_path, capsys):
     assert "new clips/s" in capsys.readouterr().out
     assert len((tmp_path / "syn/train.csv").read_text().splitlines()) == 6
     assert data.VideoDataset(tmp_path / "syn/val.csv", tmp_path / "syn", "val", 8, 1, 32)[1][1] == 1
-    with pytest.raises(SystemExit, match="use another folder"):
-        make.main(args + ["--seed", "3"])
+    assert_fails(capsys, "make_synthetic", args + ["--seed", "3"], "use another folder")
+
+
+# Hostile and malformed inputs: refused with one 'error:' line naming the file and line, exit 2, ---------
+# nothing written outside --out -----------------------------------------------------------------------
+
+def files_under(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def write_kinetics_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["label", "youtube_id", "time_start", "time_end", "split", "is_cc"])
+        writer.writerows(rows)
+
+
+@pytest.mark.parametrize("row, message", [
+    (["abseiling", "../../escaped", 0, 1, "train", 0], r"train\.csv:3: youtube_id '\.\./\.\./escaped' is not a plain"),
+    (["abseiling", "a/b", 0, 1, "train", 0], r"train\.csv:3: youtube_id 'a/b'"),
+    (["abseiling", "*", 0, 1, "train", 0], r"train\.csv:3: youtube_id '\*'"),
+    (["abseiling", "eeeeeeeeeee", "nan", 1, "train", 0], r"train\.csv:3: time_start='nan'"),
+    (["abseiling", "eeeeeeeeeee", 2, 1, "train", 0], r"train\.csv:3: .*0 <= time_start < time_end"),
+    (["abseiling", "eeeeeeeeeee", 0], r"train\.csv:3: 3 fields where the header has 6"),
+])
+def test_kinetics_refuses_hostile_or_malformed_rows(kinetics, capsys, row, message):
+    write_kinetics_csv(kinetics / "train.csv", [["abseiling", "aaaaaaaaaaa", 0, 1, "train", 0], row])
+    before = files_under(kinetics)
+    assert_fails(capsys, "kinetics", kinetics_args(kinetics, "--skip-download"), message)
+    assert files_under(kinetics) == before  # nothing written at all, inside or outside --out
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"label,youtube_id,time_start,time_end\nabseiling,aaaaaaaaaaa,0,1\n\x00\x01\x02\xff\xfe", r"train\.csv:3: not UTF-8"),
+    (b'label,youtube_id,time_start,time_end\nabseiling,"aaaaaaaaaaa,0,1\n', r"train\.csv:\d: malformed CSV"),
+])
+def test_kinetics_binary_or_malformed_csv(kinetics, capsys, content, message):
+    (kinetics / "train.csv").write_bytes(content)
+    assert_fails(capsys, "kinetics", kinetics_args(kinetics, "--skip-download"), message)
+
+
+def test_scripts_exit_2_without_a_traceback(kinetics):
+    write_kinetics_csv(kinetics / "train.csv", [["abseiling", "../../../tmp/x", 0, 1, "train", 0]])
+    result = subprocess.run([sys.executable, str(SCRIPTS / "kinetics.py"), *kinetics_args(kinetics, "--skip-download")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and "train.csv:2: youtube_id '../../../tmp/x'" in result.stderr
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"id": "../../escaped", "template": "Moving [something] from left to right"}, r"train\.json:\d+ \(entry 2\): "
+     r"video id '\.\./\.\./escaped' is not a plain name"),
+    ({"template": "Moving [something] from left to right"}, r"train\.json:\d+ \(entry 2\): expected an object with"),
+    ("just a string", r"train\.json:\d+ \(entry 2\): expected an object"),
+])
+def test_ssv2_refuses_hostile_or_malformed_entries(ssv2, capsys, entry, message):
+    import json
+
+    path = ssv2 / "labels/something-something-v2-train.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) + [entry], indent=1))
+    args = ["--videos", str(ssv2 / "videos"), "--labels", str(ssv2 / "labels"), "--out", str(ssv2 / "out")]
+    before = files_under(ssv2)
+    assert_fails(capsys, "ssv2", args, message)
+    assert files_under(ssv2) == before
+
+
+def test_ssv2_invalid_json_and_bad_label_index(ssv2, capsys):
+    args = ["--videos", str(ssv2 / "videos"), "--labels", str(ssv2 / "labels"), "--out", str(ssv2 / "out")]
+    (ssv2 / "labels/something-something-v2-validation.json").write_text('[\n {"id": "13",\n  "template": }\n]')
+    assert_fails(capsys, "ssv2", args, r"validation\.json:3: invalid JSON at column")
+    (ssv2 / "labels/something-something-v2-labels.json").write_text('{"Moving something": "first"}')
+    assert_fails(capsys, "ssv2", args, r"labels\.json: the index of 'Moving something' is 'first'")
+
+
+def test_ucf101_refuses_paths_out_of_the_video_folder_and_binary_lists(ucf, capsys):
+    lists = ucf / "ucfTrainTestlist"
+    (lists / "trainlist01.txt").write_text("Archery/v_Archery_g08_c01.avi 2\nArchery/../../secret.avi 2\n")
+    assert_fails(capsys, "ucf101", ucf_args(ucf), r"trainlist01\.txt:2: expected '<Class>/<file>\.avi'")
+    (lists / "trainlist01.txt").write_text("Archery/..\n")
+    assert_fails(capsys, "ucf101", ucf_args(ucf), r"trainlist01\.txt:1: file name '\.\.' is not a plain name")
+    (lists / "classInd.txt").write_bytes(b"1 ApplyEyeMakeup\n\x89PNG\r\n\x1a\n\x00\x00")
+    assert_fails(capsys, "ucf101", ucf_args(ucf), r"classInd\.txt:2: not UTF-8 text")
+
+
+@pytest.mark.parametrize("labels, message", [
+    ("ILSVRC2012_val_00000001.JPEG n/../../x\n", r"labels\.txt:1: 'n/\.\./\.\./x' is not an ImageNet class id"),
+    ("ILSVRC2012_val_00000001.JPEG ../n01440764\n", r"labels\.txt:1: '\.\./n01440764' is not an ImageNet class id"),
+    ("../../ILSVRC2012_val_00000001.JPEG n01440764\n", r"labels\.txt:1: image file '\.\./\.\./ILSVRC"),
+])
+def test_imagenet_refuses_hostile_class_ids(imagenet, capsys, labels, message):
+    (imagenet / "labels.txt").write_text(labels)
+    before = files_under(imagenet)
+    assert_fails(capsys, "imagenet", ["--val", str(imagenet / "val"), "--val-labels", str(imagenet / "labels.txt"),
+                                      "--out", str(imagenet / "out")], message)
+    assert files_under(imagenet) == before
+
+
+def test_imagenet_refuses_hostile_csv_rows_and_tar_names(imagenet, capsys):
+    (imagenet / "LOC_val_solution.csv").write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n/../x 1 2 3 4\n")
+    assert_fails(capsys, "imagenet", imagenet_args(imagenet), r"LOC_val_solution\.csv:2: 'n/\.\./x' is not")
+    (imagenet / "train_tars" / "n...tar").write_bytes(b"")
+    assert_fails(capsys, "imagenet", ["--train", str(imagenet / "train_tars"), "--out", str(imagenet / "out")],
+                 r"n\.\.\.tar: 'n\.\.' is not an ImageNet class id")
+    assert not (imagenet / "out").exists()
