@@ -11,6 +11,8 @@ from our own model by `reference_layout` below, which is written independently o
 
 from __future__ import annotations
 
+import datetime
+import math
 import re
 
 import pytest
@@ -19,8 +21,8 @@ from torchvision.models.video import mvit_v1_b
 from torchvision.models.video.mvit import MSBlockConfig, MViT as TorchvisionMViT
 
 import mvit
-from mvit.convert import (detect_source, from_pyslowfast, from_pytorchvideo, from_torchvision, load_pretrained,
-                          to_torchvision, unwrap)
+from mvit.convert import (CheckpointError, detect_source, from_pyslowfast, from_pytorchvideo, from_torchvision,
+                          load_pretrained, read_checkpoint, to_torchvision, unwrap)
 
 # ---------------------------------------------------------------- torchvision
 
@@ -280,3 +282,264 @@ def test_unknown_layouts_and_sources_are_refused():
         load_pretrained(mvit.build_model("mvit_tiny"), {"epoch": 3, "weights": {"a": 1}})
     with pytest.raises(FileNotFoundError, match="no checkpoint file at"):
         load_pretrained(mvit.build_model("mvit_tiny"), "/nonexistent/checkpoint.pyth")
+
+
+def test_one_error_names_every_missing_unexpected_and_misshaped_key():
+    state = pyslowfast_state()
+    del state["blocks.1.attn.norm_q.weight"]
+    state["norm_stem.weight"] = torch.ones(32)
+    state["blocks.0.attn.proj.bias"] = torch.zeros(33)
+    with pytest.raises(CheckpointError) as info:
+        load_pretrained(mvit.build_model("mvit_tiny"), state)
+    message = str(info.value)
+    assert "no counterpart in the pyslowfast -> mvit conversion: norm_stem.weight" in message
+    assert "missing from the checkpoint: blocks.1.attn.pool_q.norm.weight" in message
+    assert "shape of blocks.0.attn.proj.bias: checkpoint (33,), model (32,)" in message
+
+
+def test_incomplete_biases_are_named_in_plural():
+    state = reference_layout(mvit.build_model("mvit_tiny").state_dict(), "pyslowfast", separate_qkv=True)
+    del state["blocks.0.attn.k.bias"]
+    with pytest.raises(CheckpointError, match=r"blocks.0.attn has separate q/k/v biases but lacks k"):
+        from_pyslowfast(state)
+
+
+def test_a_wrong_source_is_named_with_the_right_one():
+    state = torchvision_tiny().state_dict()
+    with pytest.raises(CheckpointError, match=r"these keys are in the torchvision layout, not pyslowfast's"):
+        from_pyslowfast(state)
+    with pytest.raises(CheckpointError, match=r"these keys are in the torchvision layout, not mvit's"):
+        to_torchvision(state)
+
+
+# ---------------------------------------------------------------- the reference configurations as published
+
+
+def with_pool_aliases(theirs: dict) -> dict:
+    """pytorchvideo's current source also registers each pooling Conv3d and LayerNorm as
+    ``attn._attention_pool_{q,k,v}.pool`` / ``.norm``: every pooling tensor appears under a second key."""
+    out = dict(theirs)
+    for key, value in theirs.items():
+        match = re.fullmatch(r"(blocks\.\d+\.attn)\.(pool|norm)_([qkv])\.(.+)", key)
+        if match:
+            prefix, module, x, rest = match.groups()
+            out[f"{prefix}._attention_pool_{x}.{module}.{rest}"] = value.clone()
+    return out
+
+
+def test_pytorchvideo_current_source_with_its_duplicate_pooling_keys():
+    with torch.device("meta"):  # MViT-B 16x4: 16 blocks pool K and V, 3 pool Q; 3 tensors per pooling
+        full = reference_layout(mvit.build_model("mvit_b_16x4").state_dict(), "pytorchvideo", separate_qkv=True)
+    assert len(with_pool_aliases(full)) - len(full) == 105
+
+    original = randomise(mvit.build_model("mvit_tiny"), seed=0)
+    theirs = with_pool_aliases(reference_layout(original.state_dict(), "pytorchvideo", separate_qkv=True))
+    model = loaded(mvit.build_model("mvit_tiny"), {"model_state": theirs})
+    x = random_clips(1, 8, 64, seed=6)
+    with torch.no_grad():
+        assert torch.equal(model(x), original(x))
+
+    theirs["blocks.2.attn._attention_pool_k.norm.weight"] += 1
+    with pytest.raises(CheckpointError, match=r"1 pooling key\(s\) differ.*blocks.2.attn._attention_pool_k.norm.w"):
+        load_pretrained(mvit.build_model("mvit_tiny"), theirs)
+
+
+def test_pytorchvideo_0_1_5_pooling_norms_with_eps_1e_5():
+    """pytorchvideo 0.1.5 builds the LayerNorm after each conv pooling with eps 1e-5, all others with 1e-6."""
+    model = mvit.build_model("mvit_tiny", pool_norm_eps=1e-5)
+    eps = {name: m.eps for name, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)}
+    assert {e for name, e in eps.items() if ".pool_" in name} == {1e-5}
+    assert {e for name, e in eps.items() if ".pool_" not in name} == {1e-6}
+
+    theirs_model = randomise(mvit.build_model("mvit_tiny", pool_norm_eps=1e-5), seed=0)  # as 0.1.5 computes
+    theirs = reference_layout(theirs_model.state_dict(), "pytorchvideo", separate_qkv=True)
+    x = random_clips(2, 8, 64, seed=7)
+    with torch.no_grad():
+        exact = loaded(mvit.build_model("mvit_tiny", pool_norm_eps=1e-5), theirs)
+        assert torch.equal(exact(x), theirs_model(x))
+        default = loaded(mvit.build_model("mvit_tiny"), theirs)
+        assert (default(x) - theirs_model(x)).abs().max() > 0  # the setting is what makes it exact
+
+
+def test_pytorchvideo_image_model_with_separate_positional_embeddings():
+    """pytorchvideo's ImageNet ``mvit_base_16``: 2-D patch convolution and (its default) separate
+    space/time/class positional embeddings, with T = 1."""
+    with torch.device("meta"):
+        full = reference_layout(mvit.build_model("mvit_b_16_in1k", pos_embed="separate").state_dict(), "pytorchvideo",
+                                separate_qkv=True)
+    emb = "cls_positional_encoding."
+    assert full[emb + "pos_embed_spatial"].shape == (1, 56 * 56, 96)
+    assert full[emb + "pos_embed_temporal"].shape == (1, 1, 96) and full[emb + "pos_embed_class"].shape == (1, 1, 96)
+
+    original = randomise(mvit.build_model("mvit_tiny_img", pos_embed="separate"), seed=0)
+    theirs = reference_layout(original.state_dict(), "pytorchvideo", separate_qkv=True)
+    theirs["patch_embed.patch_model.weight"] = theirs["patch_embed.patch_model.weight"][:, :, 0]  # Conv2d
+    model = loaded(mvit.build_model("mvit_tiny_img", pos_embed="separate"), theirs)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(images), original(images))
+
+
+# The MVIT section of PySlowFast's configs/Kinetics/*.yaml as published (the 32x3 file sets DEPTH twice).
+PYSLOWFAST_CONFIGS = {
+    "MVIT_B_16x4_CONV": """
+MVIT:
+  DEPTH: 16
+  NUM_HEADS: 1
+  EMBED_DIM: 96
+  PATCH_KERNEL: [3, 7, 7]
+  PATCH_STRIDE: [2, 4, 4]
+  MLP_RATIO: 4.0
+  DIM_MUL: [[1, 2.0], [3, 2.0], [14, 2.0]]
+  HEAD_MUL: [[1, 2.0], [3, 2.0], [14, 2.0]]
+  POOL_KVQ_KERNEL: [3, 3, 3]
+  POOL_KV_STRIDE_ADAPTIVE: [1, 8, 8]
+  POOL_Q_STRIDE: [[1, 1, 2, 2], [3, 1, 2, 2], [14, 1, 2, 2]]
+DATA: {NUM_FRAMES: 16, TRAIN_CROP_SIZE: 224}
+""",
+    "MVIT_B_32x3_CONV": """
+MVIT:
+  DEPTH: 16
+  NUM_HEADS: 1
+  EMBED_DIM: 96
+  PATCH_KERNEL: [3, 7, 7]
+  PATCH_STRIDE: [2, 4, 4]
+  MLP_RATIO: 4.0
+  DEPTH: 24
+  POOL_Q_STRIDE: [[2, 1, 2, 2], [5, 1, 2, 2], [21, 1, 2, 2]]
+  DIM_MUL: [[2, 2.0], [5, 2.0], [21, 2.0]]
+  HEAD_MUL: [[2, 2.0], [5, 2.0], [21, 2.0]]
+  POOL_KV_STRIDE_ADAPTIVE: [1, 8, 8]
+DATA: {NUM_FRAMES: 32, TRAIN_CROP_SIZE: 224}
+""",
+}
+
+
+def pyslowfast_shapes(text: str, num_classes: int = 400) -> dict[str, tuple]:
+    """The state dict (names and shapes) PySlowFast's ``MViT`` builds for a config, following its
+    ``video_model_builder.py`` (conv pooling, class token, separate positional embeddings, fused qkv):
+    widths and heads multiplied at the DIM_MUL / HEAD_MUL indices, K/V strides divided by each Q stride,
+    kernels POOL_KVQ_KERNEL or else stride + 1, a pooling skipped where kernel and stride are all ones."""
+    import yaml
+
+    cfg = yaml.safe_load(text)  # a repeated key: the last value wins, as in yacs
+    m, data = cfg["MVIT"], cfg["DATA"]
+    depth = m["DEPTH"]
+    dim_mul, head_mul = [1.0] * (depth + 1), [1.0] * (depth + 1)
+    for i, mul in m["DIM_MUL"]:
+        dim_mul[i] = mul
+    for i, mul in m["HEAD_MUL"]:
+        head_mul[i] = mul
+    q_stride = {row[0]: row[1:] for row in m["POOL_Q_STRIDE"]}
+    kernel = m.get("POOL_KVQ_KERNEL")
+
+    def kernel_for(stride):
+        return list(kernel) if kernel is not None else [s + 1 if s > 1 else s for s in stride]
+
+    grid = [data["NUM_FRAMES"] // m["PATCH_STRIDE"][0]] + [data["TRAIN_CROP_SIZE"] // s for s in m["PATCH_STRIDE"][1:]]
+    dim, heads = m["EMBED_DIM"], m["NUM_HEADS"]
+    shapes = {"patch_embed.proj.weight": (dim, 3, *m["PATCH_KERNEL"]), "patch_embed.proj.bias": (dim,),
+              "cls_token": (1, 1, dim), "pos_embed_spatial": (1, grid[1] * grid[2], dim),
+              "pos_embed_temporal": (1, grid[0], dim), "pos_embed_class": (1, 1, dim)}
+    kv_stride = m["POOL_KV_STRIDE_ADAPTIVE"]
+    for i in range(depth):  # (PySlowFast rounds widths to multiples of the heads: exact for these configs)
+        heads = int(heads * head_mul[i])
+        dim = int(dim * dim_mul[i])
+        dim_out = int(dim * dim_mul[i + 1])
+        if i in q_stride:
+            kv_stride = [max(k // q, 1) for k, q in zip(kv_stride, q_stride[i])]
+        b, head_dim = f"blocks.{i}.", dim // heads
+        shapes.update({b + "norm1.weight": (dim,), b + "norm1.bias": (dim,), b + "norm2.weight": (dim,),
+                       b + "norm2.bias": (dim,), b + "attn.qkv.weight": (3 * dim, dim), b + "attn.qkv.bias": (3 * dim,),
+                       b + "attn.proj.weight": (dim, dim), b + "attn.proj.bias": (dim,),
+                       b + "mlp.fc1.weight": (4 * dim, dim), b + "mlp.fc1.bias": (4 * dim,),
+                       b + "mlp.fc2.weight": (dim_out, 4 * dim), b + "mlp.fc2.bias": (dim_out,)})
+        for x, stride in (("q", q_stride.get(i)), ("k", kv_stride), ("v", kv_stride)):
+            if stride is None or (math.prod(kernel_for(stride)) == 1 and math.prod(stride) == 1):
+                continue
+            shapes.update({f"{b}attn.pool_{x}.weight": (head_dim, 1, *kernel_for(stride)),
+                           f"{b}attn.norm_{x}.weight": (head_dim,), f"{b}attn.norm_{x}.bias": (head_dim,)})
+        if dim != dim_out:
+            shapes.update({b + "proj.weight": (dim_out, dim), b + "proj.bias": (dim_out,)})
+    shapes.update({"norm.weight": (dim_out,), "norm.bias": (dim_out,),
+                   "head.projection.weight": (num_classes, dim_out), "head.projection.bias": (num_classes,)})
+    return shapes
+
+
+def pyslowfast_layout_of(name: str, **overrides) -> dict[str, tuple]:
+    with torch.device("meta"):
+        state = mvit.build_model(name, **overrides).state_dict()
+    return {k: tuple(v.shape) for k, v in reference_layout(state, "pyslowfast", separate_qkv=False).items()}
+
+
+@pytest.mark.parametrize("config,preset,overrides", [
+    ("MVIT_B_16x4_CONV", "mvit_b_16x4", {}),
+    ("MVIT_B_32x3_CONV", "mvit_b_24_32x3", dict(num_classes=400, pool_kernel="stride+1")),
+])
+def test_pyslowfast_kinetics_configs_as_published_fit_the_documented_model(config, preset, overrides):
+    expected = pyslowfast_shapes(PYSLOWFAST_CONFIGS[config])
+    assert pyslowfast_layout_of(preset, **overrides) == expected
+    assert f'``build_model("{preset}"' in mvit.convert.__doc__ and config in mvit.convert.__doc__
+
+
+def test_pyslowfast_32x3_config_fits_no_preset_without_its_overrides():
+    """DEPTH 24 and stride + 1 kernels: neither the 16-block MViT-B 32x3 nor MViT-B-24 with 3x3x3 kernels."""
+    expected = pyslowfast_shapes(PYSLOWFAST_CONFIGS["MVIT_B_32x3_CONV"])
+    assert len([k for k in expected if k.endswith(".norm1.weight")]) == 24
+    assert pyslowfast_layout_of("mvit_b_32x3") != expected
+    assert pyslowfast_layout_of("mvit_b_24_32x3", num_classes=400) != expected
+
+
+# ---------------------------------------------------------------- files, and the one entry point's contract
+
+
+def test_unreadable_files_raise_checkpoint_error_naming_the_file(tmp_path):
+    good = tmp_path / "good.pt"
+    torch.save(mvit.build_model("mvit_tiny").state_dict(), good)
+    (tmp_path / "truncated.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (tmp_path / "random.pt").write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
+                                                       dtype=torch.uint8).numpy().tobytes())
+    (tmp_path / "text.pt").write_text("model: mvit_tiny\n")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    for name, reason in [("truncated", "not a readable PyTorch checkpoint"), ("random", "not a readable PyTorch"),
+                         ("text", "not a readable PyTorch checkpoint"), ("empty", "is empty"),
+                         ("tensor", "expected a state dict")]:
+        path = tmp_path / f"{name}.pt"
+        with pytest.raises(CheckpointError, match=re.escape(str(path)) + ".*" + reason):
+            read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="is a folder"):
+        read_checkpoint(tmp_path)
+
+
+def test_objects_in_a_file_are_refused_with_the_reason(tmp_path):
+    path = tmp_path / "pickled.pt"
+    torch.save({"model": mvit.build_model("mvit_tiny").state_dict(), "when": datetime.date(2021, 4, 22)}, path)
+    with pytest.raises(CheckpointError, match=r"holds Python objects besides tensors \(datetime.date\).*weights_only"):
+        read_checkpoint(path)
+
+
+def test_new_head_keeps_a_fresh_classifier_of_another_size_and_names_it():
+    original = randomise(mvit.build_model("mvit_tiny"), seed=0)
+    target = mvit.build_model("mvit_tiny", num_classes=5)
+    head = target.head.weight.detach().clone()
+    with pytest.raises(CheckpointError, match=r"num_classes=10, or load with new_head=True"):
+        load_pretrained(target, original.state_dict())
+    assert load_pretrained(target, original.state_dict(), new_head=True) == ["head.weight", "head.bias"]
+    assert torch.equal(target.head.weight, head)
+    assert torch.equal(target.blocks[1].attn.qkv.weight, original.blocks[1].attn.qkv.weight)
+    assert load_pretrained(mvit.build_model("mvit_tiny"), original.state_dict(), new_head=True) == []
+
+
+def test_the_engine_initialises_through_the_same_entry_point(tmp_path):
+    from mvit.engine.config import ConfigError
+    from mvit.engine.model import load_pretrained as engine_load
+
+    original = randomise(mvit.build_model("mvit_tiny"), seed=0)
+    path = tmp_path / "k.pth"
+    torch.save({"model_state": reference_layout(original.state_dict(), "pyslowfast", False)}, path)
+    target = mvit.build_model("mvit_tiny", num_classes=3)
+    assert engine_load(target, path) == ["head.weight", "head.bias"]
+    assert torch.equal(target.norm.weight, original.norm.weight)
+    with pytest.raises(ConfigError, match=r"model.pretrained='.*nope.pt' is not a file"):
+        engine_load(target, tmp_path / "nope.pt")
