@@ -114,3 +114,20 @@ def test_notebook_exercises_have_tagged_solutions(path):
     labels = set(LABEL.findall(markdown))
     for target in SOLUTION_OF.findall(markdown):
         assert target in labels, f"{path.name}: a solution refers to unknown exercise {target!r}"
+
+
+BACK_REFERENCE = re.compile(r"printed\s+above", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("name", toc_files())
+def test_no_source_points_to_numbers_printed_above(name):
+    """Text and tables hold their numbers (generated or asserted), never "printed above". Code cells are searched
+    too: they build the Markdown that some pages show."""
+    path = source_of(name)
+    if path.suffix == ".ipynb":
+        texts = [(f"cell {i}", cell.source) for i, cell in enumerate(nbformat.read(path, as_version=4).cells)]
+    else:
+        texts = [("text", path.read_text())]
+    found = [f"{where}: ...{text[max(m.start() - 60, 0):m.end() + 20]!r}..."
+             for where, text in texts for m in BACK_REFERENCE.finditer(text)]
+    assert not found, f"{path.name} says 'printed above'; put the number there instead:\n" + "\n".join(found)

@@ -7,6 +7,10 @@ every image has loaded and every chapter shows at least one computed figure, and
 ipywidgets explorer shows its static fallback: the note added by book/_static/widget_fallback.js,
 and a figure in the output of the same cell.
 
+The tables of every "Paper vs. this book" section (and of any "Summary" section) are read from the
+built HTML without a browser: every cell of the book's column that speaks of a measurement or points
+elsewhere must hold a number, or say that the result is not reproduced.
+
 Without chromium the test skips, unless MVIT_REQUIRE_BROWSER=1 (CI sets it): then it fails.
 """
 
@@ -15,12 +19,14 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
 
 import pytest
 import yaml
+from bs4 import BeautifulSoup
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOK = ROOT / "book"
@@ -179,3 +185,76 @@ def test_page(browser, site_url, page):
     for i, widget in enumerate(widgets):
         assert widget["note"], f"{page}: widget {i} has no visible static-site note"
         assert widget["figure"], f"{page}: widget {i} has no static figure in its cell's output"
+
+
+# --- Summary tables hold numbers -------------------------------------------------------------------------------
+
+SUMMARY_HEADING = re.compile(r"paper vs|summary", re.IGNORECASE)
+BOOK_COLUMN = re.compile(r"\bthis book\b", re.IGNORECASE)
+# Words that make a cell refer to a measured or computed result, or to a number shown elsewhere.
+MEASUREMENT = re.compile(
+    r"\b(measur\w*|timed?|times|seconds?|train(ed|ing)?|accura\w*|top-1|throughput|clips/s|memory|speed|faster|"
+    r"slower|g?macs|g?flops|param(eter)?s|loss|slopes?|printed|shown|above|below)\b", re.IGNORECASE)
+NOT_REPRODUCED = re.compile(r"\bnot (reproduced|retrained|measured|reported)\b", re.IGNORECASE)
+
+
+def summary_tables(html: str) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(section heading, header cells, body rows) of every table in a section whose heading says "Paper vs" or
+    "Summary", with subsections, whether the table was written in Markdown or displayed by a cell."""
+    soup = BeautifulSoup(html, "html.parser")
+    found = []
+    for section in soup.find_all("section"):
+        heading = section.find(["h1", "h2", "h3", "h4"])
+        title = heading.get_text(" ", strip=True).rstrip("#¶ ") if heading else ""
+        if not SUMMARY_HEADING.search(title):
+            continue
+        for table in section.find_all("table"):
+            header = [cell.get_text(" ", strip=True) for cell in table.select("thead th")]
+            body = [[cell.get_text(" ", strip=True) for cell in row.find_all(["td", "th"])]
+                    for row in table.select("tbody tr")]
+            found.append((title, header, body))
+    return found
+
+
+def cells_without_numbers(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Cells of the book's column ("this book ...") that refer to a measurement but hold no number and do not
+    say it was not reproduced."""
+    columns = [i for i, name in enumerate(header) if BOOK_COLUMN.search(name)]
+    bad = []
+    for row in rows:
+        for i in columns:
+            cell = row[i] if i < len(row) else ""
+            if (not cell or MEASUREMENT.search(cell)) and not re.search(r"\d", cell) and not NOT_REPRODUCED.search(cell):
+                bad.append(f"{row[0]!r}: {cell!r}")
+    return bad
+
+
+def test_the_summary_table_rule_on_constructed_pages():
+    page = """<section id="paper-vs-this-book"><h2>Paper vs. this book<a class="headerlink">#</a></h2>
+      <table><thead><tr><th></th><th>paper</th><th>this book</th></tr></thead><tbody>
+      <tr><td>top-1</td><td>78.4</td><td>printed above with profile and seed</td></tr>
+      <tr><td>speed</td><td>6.3 clips/s</td><td>measured: 2.1 clips/s</td></tr>
+      <tr><td>Kinetics</td><td>78.4</td><td>not reproduced: needs a cluster</td></tr>
+      <tr><td>class token</td><td>not pooled</td><td>the same, equal to the package</td></tr>
+      <tr><td>memory</td><td>6.8 GB</td><td>lower, as measured</td></tr>
+      <tr><td>empty</td><td>x</td><td></td></tr>
+      </tbody></table></section>
+      <section id="other"><h2>Exercises</h2><table><thead><tr><th>this book</th></tr></thead>
+      <tbody><tr><td>printed above</td></tr></tbody></table></section>"""
+    tables = summary_tables(page)
+    assert [(title, header) for title, header, _ in tables] == [("Paper vs. this book", ["", "paper", "this book"])]
+    assert cells_without_numbers(*tables[0][1:]) == [
+        "'top-1': 'printed above with profile and seed'", "'memory': 'lower, as measured'", "'empty': ''"]
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_summary_tables_hold_numbers(page):
+    html_file = SITE / f"{page}.html"
+    if not html_file.is_file():
+        pytest.fail(f"the book is not built: {html_file} is missing; run `make book` first")
+    tables = summary_tables(html_file.read_text(encoding="utf-8"))
+    if (BOOK / f"{page}.ipynb").is_file():  # every chapter compares itself with the paper
+        assert any(any(BOOK_COLUMN.search(name) for name in header) for _, header, _ in tables), (
+            f"{page}: no 'Paper vs. this book' table with a 'this book' column")
+    bad = [f"{title}: {cell}" for title, header, rows in tables for cell in cells_without_numbers(header, rows)]
+    assert not bad, f"{page}: summary-table cells that refer to a result but hold no number:\n" + "\n".join(bad)
