@@ -1,9 +1,11 @@
-"""The command line: help texts, train then eval, multi-view eval of a video folder, flops, convert,
-and clear errors (exit code 2) for bad config keys."""
+"""The command line: help texts, train then eval, multi-view eval of a video folder, flops, convert, and a
+user's mistakes (bad keys, YAML, output paths, checkpoint files, layouts): one ``error:`` line and exit code 2
+before any work, the traceback only with ``--debug``; JSON output without NaN."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +116,159 @@ def test_convert_round_trip_through_torchvisions_layout(tmp_path, capsys):
 def test_recipes_lists_the_shipped_recipes(capsys):
     assert main(["recipes"]) == 0
     assert "ssv2_mvit_b_16x4" in capsys.readouterr().out.split()
+
+
+# ---------------------------------------------------------------- user mistakes: one error line, exit code 2
+
+
+def user_error(argv: list[str], capsys) -> str:
+    """Run the command line; it must fail with exit code 2 and exactly one line, ``error: ...``."""
+    capsys.readouterr()
+    assert main(argv) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def bad_files(tmp_path) -> Path:
+    """Checkpoint files a hurried user might pass: truncated, random, text, empty, a tensor, another model."""
+    good = tmp_path / "tiny.pt"
+    torch.save(build_model("mvit_tiny", input_size=(4, 16, 16), embed_dim=8).state_dict(), good)
+    (tmp_path / "truncated.pt").write_bytes(good.read_bytes()[:1000])
+    (tmp_path / "random.pt").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "text.pt").write_text("not a checkpoint\n")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save(torch.zeros(2), tmp_path / "tensor.pt")
+    torch.save(build_model("vit_tiny").state_dict(), tmp_path / "vit.pt")
+    return tmp_path
+
+
+@pytest.fixture
+def no_evaluation(monkeypatch):
+    """Fail the test if the evaluation runs: the mistakes below must be caught before it."""
+    import mvit.engine
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the evaluation ran although an output path or argument was bad")
+    monkeypatch.setattr(mvit.engine, "evaluate_checkpoint", refuse)
+
+
+EVAL = ["eval", "--config", "cpu_synthetic_mvit", *TINY]
+
+
+def test_eval_output_paths_are_checked_before_the_evaluation(tmp_path, bad_files, no_evaluation, capsys):
+    ckpt = str(bad_files / "tiny.pt")
+    line = user_error([*EVAL, "--checkpoint", ckpt, "--output", str(tmp_path / "nowhere" / "r.json")], capsys)
+    assert f"the folder {tmp_path / 'nowhere'} does not exist" in line and "mkdir -p" in line
+    line = user_error([*EVAL, "--checkpoint", ckpt, "--output", str(tmp_path)], capsys)
+    assert f"--output {tmp_path} is a folder" in line
+    line = user_error([*EVAL, "--checkpoint", ckpt, "--output", str(bad_files / "text.pt" / "r.json")], capsys)
+    assert "is a file, not a folder" in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into read-only folders, so nothing is refused")
+def test_read_only_output_paths_are_refused(tmp_path, bad_files, no_evaluation, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        line = user_error([*EVAL, "--checkpoint", str(bad_files / "tiny.pt"), "--output", str(locked / "r.json")],
+                          capsys)
+        assert "cannot be written" in line
+        line = user_error(["train", "--config", "cpu_synthetic_mvit", "--output-dir", str(locked / "run"), *TINY],
+                          capsys)
+        assert "read-only" in line
+    finally:
+        locked.chmod(0o755)
+
+
+def test_train_output_dir_that_is_a_file_is_refused(bad_files, capsys):
+    a_file = bad_files / "text.pt"
+    line = user_error(["train", "--config", "cpu_synthetic_mvit", "--output-dir", str(a_file), *TINY], capsys)
+    assert f"--output-dir {a_file} is a file" in line
+    line = user_error(["train", "--config", "cpu_synthetic_mvit", "--output-dir", str(a_file / "run"), *TINY], capsys)
+    assert "cannot be created" in line and str(a_file) in line
+
+
+def test_yaml_syntax_error_names_the_file(tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model:\n  name: [mvit_tiny\n")
+    line = user_error(["train", "--config", str(recipe), "--output-dir", str(tmp_path / "run")], capsys)
+    assert str(recipe) in line and "YAML" in line
+
+
+@pytest.mark.parametrize("name,reason", [
+    ("truncated.pt", "is not a readable PyTorch checkpoint"),
+    ("random.pt", "is not a readable PyTorch checkpoint"),
+    ("text.pt", "is not a readable PyTorch checkpoint"),
+    ("empty.pt", "is empty (0 bytes)"),
+    ("tensor.pt", "expected a state dict"),
+    ("missing.pt", "no checkpoint file at"),
+    (".", "is a folder"),
+    ("vit.pt", "does not fit this model"),
+])
+def test_eval_of_a_bad_checkpoint_is_one_error_line(bad_files, name, reason, capsys):
+    path = bad_files / name
+    line = user_error([*EVAL, "--checkpoint", str(path)], capsys)
+    assert str(path) in line and reason in line
+
+
+def test_eval_of_another_models_checkpoint_says_so(bad_files, capsys):
+    line = user_error([*EVAL, "--checkpoint", str(bad_files / "vit.pt")], capsys)
+    assert "a checkpoint of another model" in line and "missing from the checkpoint" in line
+
+
+def test_convert_mistakes_are_one_error_line_and_write_nothing(tmp_path, bad_files, capsys):
+    tv = tmp_path / "tv.pt"
+    assert main(["convert", str(bad_files / "tiny.pt"), str(tv), "--to", "torchvision"]) == 0
+    out = tmp_path / "out.pt"
+    line = user_error(["convert", str(tv), str(out), "--from", "pyslowfast"], capsys)
+    assert "in the torchvision layout, not pyslowfast's" in line and "--from/--source torchvision" in line
+    line = user_error(["convert", str(tv), str(out), "--to", "torchvision"], capsys)
+    assert "in the torchvision layout, not mvit's" in line
+    line = user_error(["convert", str(bad_files / "truncated.pt"), str(out), "--from", "auto"], capsys)
+    assert "truncated.pt is not a readable PyTorch checkpoint" in line
+    line = user_error(["convert", str(tv), str(tmp_path / "no" / "out.pt"), "--from", "torchvision"], capsys)
+    assert "does not exist" in line
+    line = user_error(["convert", str(tv), str(out), "--from", "torchvision", "--model", "mvit_tiny", "num_heads=3"],
+                      capsys)
+    assert "num_heads=3" in line
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_failed_write_keeps_the_previous_file(tmp_path, bad_files, monkeypatch, capsys):
+    out = tmp_path / "out.pt"
+    out.write_bytes(b"previous")
+
+    def disk_full(obj, f, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 2026944 vs 2026832")
+    monkeypatch.setattr(torch, "save", disk_full)
+    line = user_error(["convert", str(bad_files / "tiny.pt"), str(out), "--to", "torchvision"], capsys)
+    assert f"could not write {out}" in line and "free some space" in line
+    assert out.read_bytes() == b"previous" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_eval_json_is_valid_json_without_nan(tmp_path, bad_files, capsys):
+    """8 validation clips of 10 classes: some classes have no clip, so their accuracy is undefined (null)."""
+    def strict(text: str):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not valid JSON"))
+
+    capsys.readouterr()
+    out = tmp_path / "eval.json"
+    assert main([*EVAL, "--checkpoint", str(bad_files / "tiny.pt"), "--output", str(out)]) == 0
+    strict(capsys.readouterr().out)
+    per_class = strict(out.read_text())["val"]["per_class_acc"]
+    assert None in per_class and all(v is None or 0 <= v <= 100 for v in per_class)
+
+
+def test_python_m_mvit_user_errors_have_no_traceback_unless_debug(bad_files):
+    argv = [sys.executable, "-m", "mvit", *EVAL, "--checkpoint", str(bad_files / "truncated.pt")]
+    out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == EXIT_CONFIG and "Traceback" not in out.stderr
+    assert [line for line in out.stderr.splitlines() if line.strip()] == [out.stderr.strip()]
+    assert out.stderr.startswith("error: ") and "truncated.pt" in out.stderr
+    out = subprocess.run([*argv, "--debug"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == EXIT_CONFIG and "Traceback" in out.stderr and "CheckpointError" in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("error: ")
