@@ -11,13 +11,15 @@ STAMP  := $(VENV)/.installed
 TORCH_PIN ?= $(shell [ "$$(uname -s)-$$(uname -m)" = "Linux-x86_64" ] && echo "torch==2.14.1 torchvision==0.29.1")
 export PYTHONHASHSEED := 0
 
-.PHONY: setup book test test-unit test-notebooks test-book student bench clean help
+.PHONY: setup book test test-unit test-notebooks test-book student bench clean help book-from-origin colab-cells
 
 help:
 	@echo "make book    set up .venv, then build the book into book/_build/html"
 	@echo "make test    set up .venv, then run every test (unit, notebooks, book build, browser)"
 	@echo "make student write student notebooks without solutions into student/"
 	@echo "make bench   run the benchmarks (ours vs torchvision)"
+	@echo "make book-from-origin  build the book with launch buttons for \`git remote get-url origin\` (GitHub)"
+	@echo "make colab-cells       write every notebook's Colab install cell from the repository setting"
 
 setup: $(STAMP)
 
@@ -45,6 +47,14 @@ test-unit: setup
 
 test-notebooks: setup
 	MVIT_PROFILE=cpu $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider book/*.ipynb -q
+
+# The public repository of the launch buttons and the Colab install cell: `repository` in _config.yml,
+# or for one build `MVIT_BOOK_REPO=https://github.com/OWNER/NAME make book` (see mvit/booktools.py).
+book-from-origin: setup
+	MVIT_BOOK_REPO="$$($(PY) -m mvit.booktools repository --from-git)" && export MVIT_BOOK_REPO && $(MAKE) book
+
+colab-cells: setup
+	$(PY) -m mvit.booktools colab-cell --write book
 
 student: setup
 	$(PY) -m mvit.student book student

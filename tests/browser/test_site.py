@@ -17,11 +17,13 @@ Without chromium the test skips, unless MVIT_REQUIRE_BROWSER=1 (CI sets it): the
 from __future__ import annotations
 
 import functools
+import html.parser
 import http.server
 import os
 import re
 import shutil
 import threading
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -185,6 +187,83 @@ def test_page(browser, site_url, page):
     for i, widget in enumerate(widgets):
         assert widget["note"], f"{page}: widget {i} has no visible static-site note"
         assert widget["figure"], f"{page}: widget {i} has no static figure in its cell's output"
+
+
+# --- Links: no placeholder, and launch/repository buttons exactly when the repository setting names one. These read
+# the built HTML files (every page, not only those of the table of contents), so they need no browser.
+
+# Hosts reserved for examples (RFC 2606) and stand-ins for "your own" in an owner or repository name.
+PLACEHOLDER_HOST = re.compile(r"(^|\.)(example\.(com|org|net)|example|invalid|test|localhost)$", re.IGNORECASE)
+PLACEHOLDER_PATH = re.compile(r"/(your[-_]?(org|name|user(name)?)|owner|xxx|todo|changeme)(/|$)|[<{]", re.IGNORECASE)
+LAUNCH_HOSTS = ("colab.research.google.com", "mybinder.org")
+REPOSITORY_BUTTON = "btn-source-repository-button"
+
+
+class _Links(html.parser.HTMLParser):
+    """Every URL in href/src attributes of a page, with the classes of the element that holds it."""
+
+    def __init__(self):
+        super().__init__()
+        self.links: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for key in ("href", "src"):
+            if attrs.get(key):
+                self.links.append((attrs[key], attrs.get("class") or ""))
+
+
+def built_pages() -> dict[str, list[tuple[str, str]]]:
+    """{page path relative to the site: [(url, classes), ...]} for every HTML page of the built site."""
+    if not (SITE / "index.html").is_file():
+        pytest.fail(f"the book is not built: {SITE}/index.html is missing; run `make book` first")
+    pages = {}
+    for path in sorted(SITE.rglob("*.html")):
+        parser = _Links()
+        parser.feed(path.read_text(errors="replace"))
+        pages[path.relative_to(SITE).as_posix()] = parser.links
+    return pages
+
+
+def test_no_link_to_a_placeholder():
+    bad = []
+    for page, links in built_pages().items():
+        for url, _ in links:
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme in ("http", "https") and (
+                PLACEHOLDER_HOST.search(parts.hostname or "") or PLACEHOLDER_PATH.search(parts.path)
+            ):
+                bad.append(f"{page}: {url}")
+    assert not bad, "links to a placeholder (set the repository in _config.yml or MVIT_BOOK_REPO):\n" + "\n".join(bad)
+
+
+def test_launch_and_repository_buttons_follow_the_repository_setting():
+    from mvit.booktools import REPO_VARIABLE, configured_repository
+
+    repository = configured_repository()
+    pages = built_pages()
+    launch = {page: sorted({url for url, _ in links if urllib.parse.urlsplit(url).hostname in LAUNCH_HOSTS})
+              for page, links in pages.items()}
+    buttons = {page: sorted({url for url, classes in links if REPOSITORY_BUTTON in classes})
+               for page, links in pages.items()}
+    hint = (f"; the test expects the setting it sees ({REPO_VARIABLE}={os.environ.get(REPO_VARIABLE, '')!r}, "
+            "else repository.url in _config.yml): build the book with the same one")
+    if repository is None:
+        with_launch = [page for page, urls in launch.items() if urls]
+        with_button = [page for page, urls in buttons.items() if urls]
+        assert not with_launch, f"launch buttons without a repository setting on {with_launch}{hint}"
+        assert not with_button, f"repository buttons without a repository setting on {with_button}{hint}"
+        return
+    for page in toc_pages():
+        assert buttons[f"{page}.html"] == [repository.url], f"{page}: repository button {buttons[page + '.html']}{hint}"
+        if (BOOK / f"{page}.ipynb").is_file():
+            path = f"{repository.path_to_book}/{page}.ipynb"
+            assert launch[f"{page}.html"] == [
+                f"https://colab.research.google.com/github/{repository.owner}/{repository.name}/blob/"
+                f"{repository.branch}/{path}",
+                f"https://mybinder.org/v2/gh/{repository.owner}/{repository.name}/{repository.branch}"
+                f"?urlpath=lab/tree/{path}",
+            ], f"{page}: launch buttons {launch[page + '.html']}{hint}"
 
 
 # --- Summary tables hold numbers -------------------------------------------------------------------------------
