@@ -35,8 +35,8 @@ def _apply_repository_setting(app: Sphinx, config: Config) -> None:
             options.pop(key, None)
         options.update({key: False for key in REPOSITORY_BUTTONS}, launch_buttons={})
         substitutions["book_repository"] = (
-            f"not set for this build ({REPO_VARIABLE} unset, `repository.url` in `_config.yml` empty), so this "
-            "copy of the site has no launch or repository buttons"
+            f"not set for this build ({REPO_VARIABLE} unset, `repository.url` in `_config.yml` empty or a "
+            "placeholder), so this copy of the site has no launch or repository buttons"
         )
         logger.info(f"no public repository set ({REPO_VARIABLE} / repository.url): no launch or repository buttons")
     else:

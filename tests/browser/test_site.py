@@ -12,6 +12,10 @@ built HTML without a browser: every cell of the book's column that speaks of a m
 elsewhere must hold a number, or say that the result is not reproduced.
 
 Without chromium the test skips, unless MVIT_REQUIRE_BROWSER=1 (CI sets it): then it fails.
+
+Two checks read the built HTML files without a browser: no page links to a placeholder (YOUR-ORG,
+example.com, ...), and the launch and repository buttons are there exactly when the repository
+setting (mvit.booktools: MVIT_BOOK_REPO, else repository.url in _config.yml) names a repository.
 """
 
 from __future__ import annotations
