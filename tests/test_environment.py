@@ -168,3 +168,16 @@ def test_binder_provides_every_module_the_notebooks_import():
         if not dists & provided:
             missing[module] = sorted(dists) or "not installed here"
     assert not missing, f"the notebooks import modules that binder/ does not install: {missing}"
+
+
+def test_colab_install_cell_provides_every_module_the_notebooks_import():
+    """On Colab the first cell installs `mvit[video]` (mvit.booktools.colab_cell_source) into a kernel that has
+    IPython; every other module the notebooks import must come with that install."""
+    from mvit.booktools import Repository, colab_cell_source
+
+    assert "mvit[video] @ git+" in colab_cell_source(Repository("a", "b"), "0")
+    provided = _closure({"mvit"} | {_name(r) for r in _pyproject()["optional-dependencies"]["video"]})
+    owners = importlib.metadata.packages_distributions()
+    missing = {module: sorted(owners.get(module, [])) for module in sorted(_notebook_imports() - {"IPython"})
+               if not {d.lower().replace("_", "-") for d in owners.get(module, [])} & provided}
+    assert not missing, f"the notebooks import modules that the Colab install cell does not install: {missing}"
