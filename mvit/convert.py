@@ -543,6 +543,10 @@ def _fit(expected: Mapping[str, torch.Tensor], converted: StateDict) -> list[str
     if any(".pool_" in k or "pos_embed" in k for k in missing + unexpected):
         lines.append("hint: check pool_mode (conv pooling has weights, max/avg none), pool_kernel, pos_embed "
                      "and cls_token against the configuration the checkpoint was trained with")
+    blocks = [len({k.split(".")[1] for k in keys if k.startswith("blocks.")}) for keys in (converted, expected)]
+    if blocks[0] != blocks[1]:
+        lines.insert(0, f"hint: the checkpoint has {blocks[0]} blocks, the model {blocks[1]}: build the model "
+                        f"with the checkpoint's stage_depths")
     if len(missing) + len(unexpected) + len(mismatched) > len(expected) // 2:
         lines.insert(0, "hint: most keys disagree, so this is a checkpoint of another model: build (or "
                         "configure: model.name, model.config.*) the model it was trained as; mvit.convert lists "

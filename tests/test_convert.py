@@ -543,3 +543,10 @@ def test_the_engine_initialises_through_the_same_entry_point(tmp_path):
     assert torch.equal(target.norm.weight, original.norm.weight)
     with pytest.raises(ConfigError, match=r"model.pretrained='.*nope.pt' is not a file"):
         engine_load(target, tmp_path / "nope.pt")
+
+
+def test_another_depth_is_named_first():
+    with pytest.raises(CheckpointError) as info:
+        load_pretrained(mvit.build_model("mvit_tiny", stage_depths=(1, 2, 2)), pyslowfast_state())
+    assert str(info.value).splitlines()[1] == ("hint: the checkpoint has 4 blocks, the model 5: build the model with "
+                                               "the checkpoint's stage_depths")
