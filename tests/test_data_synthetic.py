@@ -119,18 +119,19 @@ def _object_mask(frame):
     return np.abs(frame.astype(float) - np.median(frame.reshape(-1, 3), axis=0)).mean(axis=-1) > 45
 
 
-def test_appearance_classes_are_shapes_and_change_at_random():
-    """Each appearance class is one shape: in the frame where the object covers most pixels (at full
-    size and contrast, whichever change it carries) a bar is longer than it is wide in its own direction,
-    a ring has a hole at its centre and a cross has empty corners. The change over time runs
-    through several families and in both directions, so the order of frames says nothing about the class."""
-    first_differs_from_last = []
+def test_appearance_classes_are_still_shapes():
+    """Each appearance class is one still shape: a bar is longer than it is wide in its own direction, a ring
+    has a hole at its centre and a cross has empty corners; only the noise changes from frame to frame, so
+    every frame (and any order of them) shows the class."""
     for seed in range(12):
         for name, label in zip(synthetic.APPEARANCE_CLASSES, synthetic.class_groups("mixed")["appearance"]):
             clip = synthetic.render_clip(label, 8, 64, np.random.default_rng(seed), "mixed")
             assert clip.shape == (8, 64, 64, 3) and clip.dtype == np.uint8
-            mask = max((_object_mask(f) for f in clip), key=np.sum)
-            assert mask.sum() > 20, (name, seed)
+            masks = [_object_mask(frame) for frame in clip]
+            # the same object pixels in every frame, up to anti-aliased edge pixels that the noise tips over
+            assert all((m ^ masks[0]).sum() <= 0.1 * masks[0].sum() for m in masks[1:]), (name, seed)
+            assert not np.array_equal(clip[0], clip[-1])  # fresh noise in every frame
+            mask = masks[0]
             ys, xs = np.nonzero(mask)
             height, width = np.ptp(ys) + 1, np.ptp(xs) + 1
             cy, cx = int(round(ys.mean())), int(round(xs.mean()))
@@ -143,8 +144,6 @@ def test_appearance_classes_are_shapes_and_change_at_random():
             else:  # cross: the centre is covered, the corners of its bounding box are not
                 corners = mask[ys.min(), xs.min()] or mask[ys.min(), xs.max()] or mask[ys.max(), xs.min()]
                 assert mask[cy, cx] and not corners, seed
-            first_differs_from_last.append(not np.array_equal(clip[0], clip[-1]))
-    assert all(first_differs_from_last)
 
 
 def test_mixed_dataset_through_the_engine_options():
