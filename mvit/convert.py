@@ -39,13 +39,15 @@ pytorchvideo ``mvit_base_16`` (ImageNet)                ``build_model("mvit_b_16
   it builds 24 blocks with Q pooled at blocks 2, 5 and 21, i.e. MViT-B-24's blocks [2, 3, 16, 3] (Table 5,
   MViT-B-24 32x3), and it sets no ``POOL_KVQ_KERNEL``, so every pooling kernel is stride + 1 (1x3x3 for Q,
   1x9x9, 1x5x5, 1x3x3 for K/V; Table 15's "conv stride+1") instead of the 3x3x3 of ``mvit_b_24_32x3``.
-  With ``NUM_CLASSES: 400`` (the file's default; 600 for Kinetics-600 is Table 5's row) this is 53.1 M
-  parameters and 235.8 GMACs per view. The paper's 16-block MViT-B 32x3 of Table 4 is ``mvit_b_32x3``.
+  With the file's ``NUM_CLASSES: 400`` this is 53.1 M parameters and 235.8 GMACs per view (with 600
+  classes, Table 5's Kinetics-600 row: 53.3 M, against the paper's 52.9 M and 236 G). The paper's 16-block
+  MViT-B 32x3 of Table 4 is ``mvit_b_32x3``.
 - pytorchvideo 0.1.5 (the release on the package index) builds the LayerNorm after each conv pooling with
-  PyTorch's default eps 1e-5 (everything else in it, PySlowFast and pytorchvideo's current source use 1e-6).
+  PyTorch's default eps 1e-5 (its other LayerNorms, PySlowFast's and pytorchvideo's current source use 1e-6).
   Its checkpoints load exactly into a model built with ``pool_norm_eps=1e-5`` (any preset; on the command
   line ``model.config.pool_norm_eps=1e-5`` or ``convert ... --model NAME pool_norm_eps=1e-5``). No key tells
-  the versions apart; with the default the logits differ by about 1e-4 of their scale.
+  the versions apart. With the default eps instead, a randomly initialised MViT-B 16x4 (seed 0, one random
+  16x224x224 clip) gives logits that differ by up to 4.1e-4 (the largest logit being 1.75).
 
 Every conversion is strict: nothing is loaded with ``strict=False``. `load_pretrained` checks the converted
 keys against the model and raises one `CheckpointError` that names every key without a counterpart, every
