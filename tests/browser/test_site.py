@@ -332,10 +332,14 @@ def test_the_summary_table_rule_on_constructed_pages():
 
 @pytest.mark.parametrize("page", toc_pages())
 def test_summary_tables_hold_numbers(page):
+    """No page says 'printed above'; the tables of its Paper-vs / Summary sections hold their numbers."""
     html_file = SITE / f"{page}.html"
     if not html_file.is_file():
         pytest.fail(f"the book is not built: {html_file} is missing; run `make book` first")
-    tables = summary_tables(html_file.read_text(encoding="utf-8"))
+    html = html_file.read_text(encoding="utf-8")
+    text = BeautifulSoup(html, "html.parser").get_text(" ")
+    assert not re.search(r"printed\s+above", text, re.IGNORECASE), f"{page}: the page says 'printed above'"
+    tables = summary_tables(html)
     if (BOOK / f"{page}.ipynb").is_file():  # every chapter compares itself with the paper
         assert any(any(BOOK_COLUMN.search(name) for name in header) for _, header, _ in tables), (
             f"{page}: no 'Paper vs. this book' table with a 'this book' column")
