@@ -251,11 +251,13 @@ def _convert(args: argparse.Namespace) -> int:
     model = _build_model(args.model, _model_overrides(args.model, args.overrides)) if args.model else None
     _check_output_file(args.output, "OUT")
     state = convert.read_checkpoint(args.input)
-    if args.target:
-        ours = state
-        out = convert.to_torchvision(state)
-    else:
-        ours = out = convert.convert_state_dict(state, args.source)
+    try:
+        if args.target:
+            ours, out = state, convert.to_torchvision(state)
+        else:
+            ours = out = convert.convert_state_dict(state, args.source)
+    except convert.CheckpointError as err:
+        raise ConfigError(f"{args.input}: {err}") from None
     if model is not None:
         try:
             convert.load_pretrained(model, ours, source="mvit")

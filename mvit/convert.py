@@ -504,7 +504,10 @@ def load_pretrained(model: nn.Module, checkpoint: Union[str, PathLike, Mapping],
     else:
         state_dict = unwrap(checkpoint)
     if source == "auto":
-        source = detect_source(state_dict)
+        try:
+            source = detect_source(state_dict)
+        except CheckpointError as err:
+            raise CheckpointError(f"{where}: {err}") from None
     converted, problems = _to_mvit(state_dict, source)
     expected = model.state_dict()
     fresh = []

@@ -225,7 +225,8 @@ def test_convert_mistakes_are_one_error_line_and_write_nothing(tmp_path, bad_fil
     assert main(["convert", str(bad_files / "tiny.pt"), str(tv), "--to", "torchvision"]) == 0
     out = tmp_path / "out.pt"
     line = user_error(["convert", str(tv), str(out), "--from", "pyslowfast"], capsys)
-    assert "in the torchvision layout, not pyslowfast's" in line and "--from/--source torchvision" in line
+    assert line.startswith(f"error: {tv}: ") and "--from/--source torchvision" in line
+    assert "in the torchvision layout, not pyslowfast's" in line
     line = user_error(["convert", str(tv), str(out), "--to", "torchvision"], capsys)
     assert "in the torchvision layout, not mvit's" in line
     line = user_error(["convert", str(bad_files / "truncated.pt"), str(out), "--from", "auto"], capsys)

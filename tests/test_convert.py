@@ -510,6 +510,9 @@ def test_unreadable_files_raise_checkpoint_error_naming_the_file(tmp_path):
             read_checkpoint(path)
     with pytest.raises(CheckpointError, match="is a folder"):
         read_checkpoint(tmp_path)
+    torch.save({"encoder.weight": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match=re.escape(str(tmp_path / "other.pt")) + ": cannot tell which"):
+        load_pretrained(mvit.build_model("mvit_tiny"), tmp_path / "other.pt")
 
 
 def test_objects_in_a_file_are_refused_with_the_reason(tmp_path):
