@@ -23,11 +23,13 @@ A second class set, ``"mixed"``, adds classes that appearance alone decides, for
 
 - **order** (labels 0-5): three of the pairs above (moving right / left, approaching / receding,
   getting brighter / darker), drawn exactly as in the temporal set;
-- **appearance** (labels 6-9): a still object, a ring, a cross, a horizontal or a vertical bar, shapes the
-  order classes never use, over the same noisy background (fresh noise in every frame). Any frame shows
-  the shape, so a bag of frames can solve these classes. (With one of the five changes as a nuisance
-  instead, the shapes stayed unlearned in the six epochs of the book's recipe: `mvit_tiny` and `vit_tiny`
-  got 15 % and 0 % of such clips right, putting most in the order class of their change.)
+- **appearance** (labels 6-9): a still object over a background striped horizontally, vertically or
+  diagonally, or checkered (the order classes have plain backgrounds); only the noise changes from frame
+  to frame. Any frame shows the pattern, so a bag of frames can solve these classes. (Two weaker designs
+  were tried first and left the classes unlearned in the six epochs of the book's recipe: rings, crosses
+  and bars carrying one of the five changes as a nuisance, which `mvit_tiny` and `vit_tiny` put mostly in
+  the order class of the change, and the same shapes standing still, which `mvit_tiny` told apart in half
+  of the clips and a bag-of-frames ViT in one of ten.)
 
 The same function, `render_sample`, makes the frames of the in-memory `SyntheticVideoDataset` and of
 the mp4 files written by `generate`, so the two are identical up to video compression.
@@ -54,7 +56,7 @@ CLASSES = (
 )
 FAMILIES = ("horizontal", "vertical", "scale", "fade", "light")  # pair k: classes 2k, 2k + 1
 ORDER_FAMILIES = ("horizontal", "scale", "light")  # the pairs kept in the mixed set
-APPEARANCE_CLASSES = ("ring", "cross", "horizontal bar", "vertical bar")
+APPEARANCE_CLASSES = ("horizontal stripes", "vertical stripes", "diagonal stripes", "checkerboard")
 CLASS_SETS = {
     "temporal": CLASSES,
     "mixed": tuple(CLASSES[2 * FAMILIES.index(f) + d] for f in ORDER_FAMILIES for d in (0, 1)) + APPEARANCE_CLASSES,
@@ -79,24 +81,24 @@ def _diamond(dx, dy, r):
 SHAPES = (_disc, _square, _diamond)
 
 
-def _ring(dx, dy, r):
-    return np.abs(np.sqrt(dx * dx + dy * dy) - 0.7 * r) - 0.3 * r  # outer radius r, hole of radius 0.4 r
+# Background patterns of the appearance classes: 1 on the "on" half of each period, else 0.
+def _horizontal_stripes(x, y, period, phase):
+    return np.floor(2 * (y + phase) / period) % 2
 
 
-def _cross(dx, dy, r):
-    ax, ay = np.abs(dx), np.abs(dy)
-    return np.minimum(np.maximum(ax - r, ay - 0.3 * r), np.maximum(ax - 0.3 * r, ay - r))
+def _vertical_stripes(x, y, period, phase):
+    return _horizontal_stripes(y, x, period, phase)
 
 
-def _horizontal_bar(dx, dy, r):
-    return np.maximum(np.abs(dx) - 1.2 * r, np.abs(dy) - 0.35 * r)
+def _diagonal_stripes(x, y, period, phase):
+    return np.floor(2 * (x + y + phase) / (period * np.sqrt(2.0))) % 2
 
 
-def _vertical_bar(dx, dy, r):
-    return _horizontal_bar(dy, dx, r)
+def _checkerboard(x, y, period, phase):
+    return (_horizontal_stripes(x, y, period, phase) + _vertical_stripes(x, y, period, phase)) % 2
 
 
-APPEARANCE_SHAPES = (_ring, _cross, _horizontal_bar, _vertical_bar)  # class APPEARANCE_CLASSES[i]
+TEXTURES = (_horizontal_stripes, _vertical_stripes, _diagonal_stripes, _checkerboard)  # APPEARANCE_CLASSES[i]
 
 
 def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -108,16 +110,15 @@ def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _render_forward(family: str, num_frames: int, size: int, rng: np.random.Generator,
-                    shape=None) -> np.ndarray:
+                    texture=None) -> np.ndarray:
     """Float frames ``(T, S, S, 3)`` in [0, 1] of the first class of `family`, parameters from `rng`:
-    one object over a noisy background; its shape is `shape` (a signed distance function) or, by default,
-    a disc, square or diamond drawn from `rng`."""
+    one object (disc, square or diamond) over a noisy background, plain or patterned by `texture`
+    (one of `TEXTURES`, with family ``"still"``)."""
     s = float(size)
     t = np.linspace(0.0, 1.0, num_frames)[:, None, None]  # (T, 1, 1) normalised time
     y, x = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5  # pixel centres, (S, S)
     background, colour = _colours(rng)
-    if shape is None:
-        shape = SHAPES[rng.integers(len(SHAPES))]
+    shape = SHAPES[rng.integers(len(SHAPES))]
     opacity, light = np.ones_like(t), np.ones_like(t)
     if family in ("horizontal", "vertical"):
         r = rng.uniform(0.12, 0.17) * s
@@ -134,8 +135,10 @@ def _render_forward(family: str, num_frames: int, size: int, rng: np.random.Gene
         cx, cy = rng.uniform(r, s - r, 2)
         opacity = t  # fades in: appearing
     elif family == "still":  # nothing changes but the noise (the appearance classes of the mixed set)
-        r = rng.uniform(0.2, 0.28) * s
-        cx, cy = rng.uniform(1.2 * r, s - 1.2 * r, 2)
+        r = rng.uniform(0.12, 0.2) * s
+        cx, cy = rng.uniform(r, s - r, 2)
+        period = rng.uniform(0.18, 0.28) * s
+        phase = rng.uniform(0.0, period)
     elif family == "light":
         r = rng.uniform(0.12, 0.2) * s
         cx, cy = rng.uniform(r, s - r, 2)
@@ -145,6 +148,10 @@ def _render_forward(family: str, num_frames: int, size: int, rng: np.random.Gene
         raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES} or 'still'")
     noise = rng.uniform(0.0, 0.05)
     video = background + noise * rng.standard_normal((num_frames, size, size, 3))
+    if texture is not None and family != "still":
+        raise ValueError("a texture goes with family 'still'")
+    if texture is not None:  # the pattern shifts the background by 0.25 towards mid-grey, away from the object
+        video = video + (0.25 if background.mean() < 0.5 else -0.25) * texture(x, y, period, phase)[..., None]
     cover = opacity * np.clip(0.5 - shape(x - cx, y - cy, r), 0.0, 1.0)  # (T, S, S) anti-aliased edges
     return light[..., None] * (video * (1 - cover[..., None]) + colour * cover[..., None])
 
@@ -174,8 +181,8 @@ def render_clip(label: int, num_frames: int, size: int, rng: np.random.Generator
     if num_frames < 4 or size < 16:
         raise ValueError(f"need num_frames >= 4 and size >= 16 to draw the classes, got {num_frames}, {size}")
     name = names[label]
-    if name in APPEARANCE_CLASSES:  # a still object: the shape decides
-        video = _render_forward("still", num_frames, size, rng, shape=APPEARANCE_SHAPES[APPEARANCE_CLASSES.index(name)])
+    if name in APPEARANCE_CLASSES:  # a still object: the background's pattern decides
+        video = _render_forward("still", num_frames, size, rng, texture=TEXTURES[APPEARANCE_CLASSES.index(name)])
     else:
         temporal = CLASSES.index(name)
         video = _render_forward(FAMILIES[temporal // 2], num_frames, size, rng)
