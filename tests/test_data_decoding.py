@@ -1,5 +1,5 @@
-"""Decoding: decord and PyAV agree on a real mp4, the fallback is automatic and logged, and every kind
-of bad file raises an error that names it."""
+"""Decoding: decord and PyAV agree on a real mp4, "auto" picks one by the video's length and falls back
+to PyAV (logged) when decord fails, and every kind of bad file raises an error that names it."""
 
 import logging
 import shutil
@@ -40,21 +40,32 @@ def test_out_of_range_indices_are_an_error():
         video.get_frames([0, 120])
 
 
+def test_auto_reads_short_videos_with_pyav_and_long_ones_with_decord(monkeypatch):
+    with data.open_video(SAMPLE) as video:
+        assert video.backend == "pyav"  # 120 frames: decoding from the start is faster than seeking
+    monkeypatch.setattr(decoding, "LONG_VIDEO_FRAMES", 100)
+    with data.open_video(SAMPLE) as video:
+        assert video.backend == "decord"
+        np.testing.assert_array_equal(video.get_frames(INDICES), data.read_frames(SAMPLE, INDICES, "pyav"))
+
+
 def test_auto_falls_back_to_pyav_without_decord(monkeypatch, caplog):
+    monkeypatch.setattr(decoding, "LONG_VIDEO_FRAMES", 100)
     monkeypatch.setattr(decoding, "decord_available", lambda: False)
     monkeypatch.setattr(decoding, "_fallback_logged", set())
     with caplog.at_level(logging.WARNING, logger="mvit.data"):
         for _ in range(3):
             with data.open_video(SAMPLE) as video:
                 assert video.backend == "pyav"
-    assert [r.getMessage() for r in caplog.records].count(
-        "decord is not installed: decoding videos with PyAV (pip install decord for speed)") == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and messages[0].startswith("decord is not installed: decoding videos longer than 100")
 
 
 def test_auto_falls_back_to_pyav_when_decord_fails_on_a_file(monkeypatch, caplog):
     def broken(path):
         raise decoding.VideoDecodeError(path, "decord cannot open it (simulated)")
 
+    monkeypatch.setattr(decoding, "LONG_VIDEO_FRAMES", 100)
     monkeypatch.setattr(decoding, "FallbackVideo", broken)
     monkeypatch.setattr(decoding, "_fallback_logged", set())
     with caplog.at_level(logging.WARNING, logger="mvit.data"):
@@ -90,14 +101,15 @@ def test_unknown_backend():
 
 
 def test_auto_falls_back_to_pyav_when_decord_fails_while_decoding(tmp_path, monkeypatch, caplog):
-    """decord 0.6 opens 48 x 48 H.264 files but fails to copy their frames (a frame-size bug); "auto"
-    must read them with PyAV, warning once per process with the first file's name."""
+    """decord 0.6 opens 48 x 48 H.264 files but fails to copy their frames (a frame-size bug); "auto",
+    when it uses decord, must read them with PyAV, warning once per process with the first file's name."""
     rng = np.random.default_rng(0)
     paths = [data.write_video(tmp_path / f"{i}.mp4", rng.integers(0, 255, (6, 48, 48, 3), dtype=np.uint8))
              for i in range(2)]
     with data.open_video(paths[0], "decord") as video, pytest.raises(data.VideoDecodeError, match="while decoding"):
         video.get_frames([0, 2])  # the failure the fallback is for (opening works)
     monkeypatch.setattr(decoding, "_fallback_logged", set())
+    monkeypatch.setattr(decoding, "LONG_VIDEO_FRAMES", 4)  # 6 frames: the decord path of "auto"
     with caplog.at_level(logging.WARNING, logger="mvit.data"):
         for path in paths * 2:
             np.testing.assert_array_equal(data.read_frames(path, [0, 2, 5]), data.read_frames(path, [0, 2, 5], "pyav"))
@@ -109,6 +121,7 @@ def test_auto_reports_both_backends_when_neither_can_decode(monkeypatch):
     def fails(self, indices):
         raise RuntimeError("simulated")
 
+    monkeypatch.setattr(decoding, "LONG_VIDEO_FRAMES", 100)
     monkeypatch.setattr(decoding.DecordVideo, "_read", fails)
     monkeypatch.setattr(decoding.PyAVVideo, "_read", fails)
     with pytest.raises(data.VideoDecodeError, match="decord failed while decoding.*; pyav failed while decoding"):

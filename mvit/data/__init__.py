@@ -1,4 +1,4 @@
-"""Video and image data: decoding (decord, PyAV fallback), clip sampling, datasets, the paper's
+"""Video and image data: decoding (PyAV, decord for long videos), clip sampling, datasets, the paper's
 augmentations, Mixup/CutMix, repeated augmentation, and a synthetic video dataset (paper §4, §5,
 Appendix D)."""
 

