@@ -65,8 +65,7 @@ def read_annotation_file(annotation_file: str | os.PathLike, num_classes: int | 
     if not annotation_file.is_file():
         raise FileNotFoundError(f"annotation file {annotation_file} does not exist; "
                                 f"create it (one '<relative/path.mp4> <label>' per line) or fix the path")
-    expected = "expected '<relative/path.mp4> <label>' (the label after a space or a comma; " \
-               "quote a path holding spaces: \"my clip.mp4\" 3)"
+    expected = "expected '<relative/path.mp4> <label>' (label last, after a space or a comma)"
     samples = []
     for number, raw in enumerate(annotation_file.read_bytes().splitlines(), start=1):
         where = f"{annotation_file}:{number}"
@@ -86,8 +85,8 @@ def read_annotation_file(annotation_file: str | os.PathLike, num_classes: int | 
         try:
             label = int(label_text)
         except ValueError:
-            raise AnnotationError(f"{where}: the label {label_text!r} is not an integer (the label is the "
-                                  f"last field; {expected}), got {line!r}") from None
+            raise AnnotationError(f"{where}: the label {label_text!r} is not an integer; {expected}, "
+                                  f"got {line!r}") from None
         if label < 0 or (num_classes is not None and label >= num_classes):
             allowed = f"[0, {num_classes - 1}]" if num_classes is not None else ">= 0"
             raise AnnotationError(f"{where}: label {label} is out of range {allowed} (line {line!r}); labels "
