@@ -6,10 +6,11 @@ unpack the videos (``<id>.webm``) into one folder and keep the label files
 
 This script re-encodes each webm (VP9) as H.264 mp4, which decord and PyAV seek in much faster, into
 ``OUT/videos/<id>.mp4`` (--short-side resizes as well; --no-transcode keeps the webm files, links their
-folder as ``OUT/webm`` and points the annotations at ``webm/<id>.webm``), and writes ``OUT/train.csv``, ``OUT/val.csv`` (``<path> <label>`` lines) and
-``OUT/classes.txt`` (the 174 templates; line i is label i). Train with ``sampling="segment"`` and
-``Augmentation(flip=False)``: left and right are part of the labels (the ``ssv2_mvit_b_16x4`` recipe
-does both, with ``data.root=OUT``). Resumable: videos already written are skipped. Example:
+folder as ``OUT/webm`` and points the annotations at ``webm/<id>.webm``), and writes ``OUT/train.csv``,
+``OUT/val.csv`` (``<path> <label>`` lines, paths relative to OUT) and ``OUT/classes.txt`` (the 174
+templates; line i is label i). Train with ``sampling="segment"`` and ``Augmentation(flip=False)``: left
+and right are part of the labels (the ``ssv2_mvit_b_16x4`` recipe does both, with ``data.root=OUT``).
+Resumable: videos already written are skipped. Example:
 
     python data_scripts/ssv2.py --videos ssv2/20bn-something-something-v2 --labels ssv2/labels \\
         --out data/ssv2 --workers 16
@@ -31,7 +32,8 @@ def read_classes(path: Path) -> dict[str, int]:
     """The labels file ``{"template": "index", ...}`` -> {template: label}."""
     names = read_json(path, 'an object {"<template>": "<index>", ...}')
     if not isinstance(names, dict) or not names:
-        raise ScriptError(f'{path}: expected a JSON object {{"<template>": "<index>", ...}}, got {type(names).__name__}')
+        raise ScriptError(f'{path}: expected a JSON object {{"<template>": "<index>", ...}}, '
+                          f"got {type(names).__name__}")
     classes = {}
     for name, index in names.items():
         if not str(index).isdigit():

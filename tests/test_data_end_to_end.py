@@ -158,7 +158,7 @@ def test_synthetic(tmp_path, capsys):
                                   "--size", "32"])
     train_and_evaluate(capsys, "cpu_synthetic_video_mvit", out, tmp_path / "run", [*SHRINK, "data.num_clips=2"],
                        num_val=3)
-    code = mvit_main(["eval", "--config", "cpu_synthetic_video_mvit", "--checkpoint", str(tmp_path / "run/checkpoint.pt"),
-                      f"data.root={out}", "data.num_clips=2"])
+    code = mvit_main(["eval", "--config", "cpu_synthetic_video_mvit", "--checkpoint",
+                      str(tmp_path / "run/checkpoint.pt"), f"data.root={out}", "data.num_clips=2"])
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["test"]["num_samples"] == 3 and result["test"]["view_num_samples"] == 6

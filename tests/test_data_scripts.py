@@ -359,7 +359,7 @@ def test_kinetics_refuses_hostile_or_malformed_rows(kinetics, capsys, row, messa
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"label,youtube_id,time_start,time_end\nabseiling,aaaaaaaaaaa,0,1\n\x00\x01\x02\xff\xfe", r"train\.csv:3: not UTF-8"),
+    (b"label,youtube_id,time_start,time_end\nabseiling,aaaaaaaaaaa,0,1\n\x00\x01\xff\xfe", r"train\.csv:3: not UTF-8"),
     (b'label,youtube_id,time_start,time_end\nabseiling,"aaaaaaaaaaa,0,1\n', r"train\.csv:\d: malformed CSV"),
 ])
 def test_kinetics_binary_or_malformed_csv(kinetics, capsys, content, message):

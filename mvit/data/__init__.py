@@ -17,10 +17,10 @@ from .transforms import (IMAGENET_AUGMENTATION, IMAGENET_MEAN, IMAGENET_STD, KIN
 from .video_dataset import VideoDataset
 
 __all__ = [
-    "AnnotationError", "Augmentation", "EXCLUDED", "DigitsDataset", "EvalTransform", "Failure", "IMAGENET_AUGMENTATION", "IMAGENET_MEAN",
-    "IMAGENET_STD", "ImageFolderDataset", "ImageTransform", "KINETICS_MEAN", "KINETICS_STD", "MixupCutmix",
-    "RepeatAugSampler", "SyntheticVideoDataset", "TooManyFailures", "TrainTransform", "UnreadableFile",
-    "VideoDataset", "VideoDecodeError", "annotation_line", "open_video", "read_annotation_file", "read_class_folders",
-    "read_frames", "sample_video_path", "segment_clip", "smooth_one_hot", "stride_clip", "synthetic",
-    "transcode", "uniform_positions", "write_video",
+    "AnnotationError", "Augmentation", "DigitsDataset", "EXCLUDED", "EvalTransform", "Failure",
+    "IMAGENET_AUGMENTATION", "IMAGENET_MEAN", "IMAGENET_STD", "ImageFolderDataset", "ImageTransform",
+    "KINETICS_MEAN", "KINETICS_STD", "MixupCutmix", "RepeatAugSampler", "SyntheticVideoDataset", "TooManyFailures",
+    "TrainTransform", "UnreadableFile", "VideoDataset", "VideoDecodeError", "annotation_line", "open_video",
+    "read_annotation_file", "read_class_folders", "read_frames", "sample_video_path", "segment_clip",
+    "smooth_one_hot", "stride_clip", "synthetic", "transcode", "uniform_positions", "write_video",
 ]

@@ -112,7 +112,7 @@ class DecordVideo(Video):
 
 
 class FallbackVideo(DecordVideo):
-    """The "auto" backend: decord, and PyAV for any read that decord fails (the file opened)."""
+    """The "auto" backend for long videos: decord, and PyAV for any read that decord fails (the file opened)."""
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
         try:
