@@ -430,3 +430,11 @@ def test_imagenet_refuses_hostile_csv_rows_and_tar_names(imagenet, capsys):
     assert_fails(capsys, "imagenet", ["--train", str(imagenet / "train_tars"), "--out", str(imagenet / "out")],
                  r"n\.\.\.tar: 'n\.\.' is not an ImageNet class id")
     assert not (imagenet / "out").exists()
+
+
+def test_imagenet_refuses_a_tar_member_that_would_land_outside(imagenet, capsys):
+    with tarfile.open(imagenet / "train_tars" / "n01440764.tar", "w") as archive:
+        archive.add(imagenet / "val" / "ILSVRC2012_val_00000001.JPEG", arcname="../../escaped.JPEG")
+    assert_fails(capsys, "imagenet", ["--train", str(imagenet / "train_tars"), "--out", str(imagenet / "out")],
+                 r"n01440764\.tar is not a readable, safe tar archive")
+    assert not list(imagenet.rglob("escaped.JPEG"))
