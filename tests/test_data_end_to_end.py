@@ -15,6 +15,7 @@ must match the head).
 import csv
 import importlib
 import json
+import shutil
 import sys
 import tarfile
 from fractions import Fraction
@@ -60,8 +61,9 @@ def run_script(name, args):
     assert importlib.import_module(name).main(args) == 0
 
 
-def train_and_evaluate(capsys, recipe, root, out, overrides, num_val, multi_view=True):
-    """One training step with `recipe` on `root`, then its val and test evaluations; returns the summary."""
+def train_and_evaluate(capsys, recipe, root, out, overrides, num_val, multi_view=True, keep=False):
+    """One training step with `recipe` on `root`, then its val and test evaluations; returns the summary.
+    The run folder `out` is removed unless `keep` (an MViT-B checkpoint holds 0.4 GB)."""
     capsys.readouterr()
     code = mvit_main(["train", "--config", recipe, "--output-dir", str(out), f"data.root={root}", *overrides])
     captured = capsys.readouterr()
@@ -72,6 +74,8 @@ def train_and_evaluate(capsys, recipe, root, out, overrides, num_val, multi_view
     if multi_view:
         assert summary["test_num_samples"] == num_val
     assert (out / "checkpoint.pt").is_file()
+    if not keep:
+        shutil.rmtree(out)
     return summary
 
 
@@ -157,7 +161,7 @@ def test_synthetic(tmp_path, capsys):
     run_script("make_synthetic", ["--out", str(out), "--num-train", "2", "--num-val", "3", "--num-frames", "24",
                                   "--size", "32"])
     train_and_evaluate(capsys, "cpu_synthetic_video_mvit", out, tmp_path / "run", [*SHRINK, "data.num_clips=2"],
-                       num_val=3)
+                       num_val=3, keep=True)
     code = mvit_main(["eval", "--config", "cpu_synthetic_video_mvit", "--checkpoint",
                       str(tmp_path / "run/checkpoint.pt"), f"data.root={out}", "data.num_clips=2"])
     result = json.loads(capsys.readouterr().out)
