@@ -8,7 +8,8 @@ everything from another one and change a few keys. Overrides use dotted keys, e.
 ``optim.epochs=5 model.config.drop_path=0.1 run.precision=bf16``; values are parsed as YAML.
 
 An unknown key or a value of the wrong type raises `ConfigError`, naming the key and the closest
-valid key.
+valid key; a value out of its range (a negative weight decay, a ratio above 1, a NaN) names the key and
+the range.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 
 class ConfigError(ValueError):
-    """A recipe or an override names an unknown key or holds a value of the wrong type."""
+    """A user's mistake the command line reports as one ``error: ...`` line: a recipe or an override names
+    an unknown key or holds a bad value, or a file or folder the run needs is unusable (an unreadable
+    checkpoint, an output folder in use, a full disk)."""
 
 
 @dataclass
