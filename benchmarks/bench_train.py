@@ -186,6 +186,9 @@ def engine_overhead(rounds: int, train_size: int, epochs: int) -> dict:
             "steps_per_s_median": {k: round(v, 3) for k, v in median.items()},
             "steps_per_s_all": {k: [round(x, 3) for x in v] for k, v in rates.items()},
             "engine_slowdown_vs_bare": round(median["bare"] / median["engine"] - 1, 4),
+            # per round (runs back to back see about the same machine): bare / engine - 1
+            "engine_slowdown_paired_median": round(statistics.median(
+                b / e - 1 for b, e in zip(rates["bare"], rates["engine"])), 4),
             "engine_epoch_end_s": round(statistics.median(ends), 3),
             "engine_run_wall_s": round(statistics.median(totals), 3),
             "engine_profile_cumulative_s": {"whole run (train)": round(stats.total_tt, 3), **seconds}}

@@ -419,8 +419,8 @@ class _Run:
         if affecting and self.ctx.is_main:
             warnings.warn(f"resuming {self.ckpt_path} with changed settings: " + ", ".join(
                 f"{key} {_dotted(old, key)!r} -> {_dotted(new, key)!r}" for key in affecting)
-                + f"; the results will differ from the original run's (settings of each start: "
-                f"{self.out / HISTORY_NAME})")
+                + f"; the rest of the run follows the new settings, so its results are not those of either "
+                f"setting alone ({self.out / HISTORY_NAME} records the settings of every start)")
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.micro, self.step = ckpt["epoch"], ckpt["micro"], ckpt["step"]
