@@ -141,8 +141,8 @@ def engine_overhead(rounds: int, train_size: int, epochs: int) -> dict:
 
     def steps_per_s(stamps: list[float]) -> float:
         """Steps/s within epochs: the gaps between consecutive steps of one epoch (epoch ends excluded)."""
-        gaps = [b - a for e in range(epochs) for a, b in zip(stamps[e * steps_per_epoch:(e + 1) * steps_per_epoch],
-                                                               stamps[e * steps_per_epoch + 1:(e + 1) * steps_per_epoch])]
+        epoch_stamps = [stamps[e * steps_per_epoch:(e + 1) * steps_per_epoch] for e in range(epochs)]
+        gaps = [b - a for one in epoch_stamps for a, b in zip(one, one[1:])]
         return len(gaps) / sum(gaps)
 
     def epoch_end(stamps: list[float]) -> float:

@@ -19,9 +19,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mvit.engine import ConfigError, NonFiniteLossError, TrainingInterrupted, evaluate, load_checkpoint, load_config, save_checkpoint, train
+from mvit.engine import (ConfigError, NonFiniteLossError, TrainingInterrupted, evaluate, load_checkpoint, load_config,
+                         save_checkpoint, train)
 from mvit.engine.checkpoint import OutputDirLock
-from mvit.engine.log import read_metrics
 from mvit.engine.model import build_model_from_config
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -322,7 +322,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(tmp_path, monkeyp
     monkeypatch.setattr(torch, "save", full)
     if failure == "zip writer":  # torch's zip writer gives no errno; the free space tells
         monkeypatch.setattr("shutil.disk_usage", lambda p: type("usage", (), {"free": 4096})())
-    with pytest.raises(ConfigError, match=f"the disk is full while writing {path}.*previous checkpoint {path} is intact"):
+    with pytest.raises(ConfigError, match=f"disk is full while writing {path}.*previous checkpoint {path} is intact"):
         save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
     monkeypatch.setattr(torch, "save", real_save)
     assert load_checkpoint(path)["step"] == 1 and not list(tmp_path.glob(".*.tmp"))

@@ -381,9 +381,10 @@ def _check_model_overrides(model: ModelSection) -> None:
         raise ConfigError(f"model.config: {err}") from None
     size, stride = mvit_cfg.input_size, mvit_cfg.patch_stride
     if any(s < 1 or n < 1 or n % s for n, s in zip(size, stride)) or min(mvit_cfg.patch_grid) < 1:
+        example = [max(s, n // max(s, 1) * s) for n, s in zip(size, stride)]
         raise ConfigError(f"model.config.input_size={list(size)} cannot be tiled by {model.name}'s patch stride "
                           f"{list(stride)} (kernel {list(mvit_cfg.patch_kernel)}): each of T, H, W must be a positive "
-                          f"multiple of the stride on its axis, e.g. {[max(s, n // max(s, 1) * s) for n, s in zip(size, stride)]}")
+                          f"multiple of the stride on its axis, e.g. {example}")
     model.config = checked
 
 
