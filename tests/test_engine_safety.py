@@ -94,6 +94,10 @@ def test_yaml_syntax_errors_name_the_file_and_line(tmp_path):
     bad.write_text("optim:\n  lr: 0.1\n   epochs: 3\n")
     with pytest.raises(ConfigError, match=r"recipe\.yaml, line 3, column \d+, is not valid YAML"):
         load_config(bad)
+    binary = tmp_path / "weights.yaml"
+    binary.write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ConfigError, match=r"weights\.yaml is not a text file"):
+        load_config(binary)
     with pytest.raises(ConfigError, match=r"optim\.betas=\[0\.9.*not valid YAML"):
         load_config("cpu_synthetic_mvit", ["optim.betas=[0.9"])
 

@@ -179,6 +179,8 @@ def _read(source: Union[str, Path, dict], seen: tuple[str, ...]) -> dict:
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}{_yaml_where(err)} is not valid YAML: {_yaml_problem(err)}; fix the file "
                               "(sections of 'key: value' lines)") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not a text file; --config takes a YAML recipe") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} must hold a mapping of sections, not {type(raw).__name__}")
     base = raw.pop("base", None)
