@@ -62,11 +62,16 @@ def hardware(device: torch.device) -> str:
 
 
 def make_step(model: torch.nn.Module, batch: int, device: torch.device, precision: str):
-    """A closure running one training step of `model` on a fixed random batch of its input size."""
+    """A closure running one training step of `model` on a fixed random batch of its input size (AdamW's state
+    already allocated)."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, *model.config.input_size, generator=generator).to(device)
     y = torch.randint(0, model.config.num_classes, (batch,), generator=generator).to(device)
     optimizer = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-4, weight_decay=0.05)
+    for parameter in model.parameters():  # AdamW creates its moment buffers at its first step: do that now, so
+        parameter.grad = torch.zeros_like(parameter)  # that no measured step (even without warm-up) pays for it
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
     def step() -> None:
         with autocast(device, precision):
@@ -128,7 +133,9 @@ def run(args: argparse.Namespace) -> dict:
             raise RuntimeError(f"measuring {label!r} failed:\n{done.stderr[-2000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     device = torch.device(args.device)
-    return {"hardware": hardware(device), "device": device.type, "threads": args.threads, "batch": args.batch,
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # other programs' share of the machine
+    return {"hardware": hardware(device), "load_average_after": load, "device": device.type, "threads": args.threads,
+            "batch": args.batch,
             "precision": args.precision, "warmup": args.warmup, "steps": args.steps, "torch": torch.__version__,
             "wall_s": time.perf_counter() - started, "rows": rows}
 
