@@ -1,16 +1,18 @@
-"""Training-step benchmark: our MViT-B 16x4 against torchvision's `mvit_v1_b`, same weights, same machine.
+"""Training-step benchmark: our MViT-B 16x4, plain and fused (`mvit.fused`), against torchvision's
+`mvit_v1_b`, same weights, same machine.
 
-One step = forward, cross-entropy loss, backward, gradients freed (both models in train mode, with their
-default dropout and stochastic depth). Time: both models run in one process with the same thread count,
-in alternating order (ours, theirs, then theirs, ours, ...), so that load from other programs falls on
-both; reported are the median wall time of a step and its median CPU time (summed over threads). Memory:
-each model runs alone in a fresh process (so that neither inherits the other's allocator state) and
-reports the median over a few steps of `mvit.complexity.peak_memory` (on CPU the rise of the process's
-peak resident memory during the step, on CUDA the peak of allocated tensor memory). Before timing, the two
-models are checked to compute the same function (eval mode, same converted weights).
+One step = forward, cross-entropy loss, backward, gradients freed (all models in train mode, with their
+default dropout and stochastic depth). Time: the models run in one process with the same thread count,
+in rotating order (fused, plain, torchvision, then plain, torchvision, fused, ...), so that load from
+other programs falls on all; reported are the median wall time of a step and its median CPU time (summed
+over threads). Memory: each model runs alone in a fresh process (so that none inherits another's
+allocator state) and reports the median over a few steps of `mvit.complexity.peak_memory` (on CPU the
+rise of the process's peak resident memory during the step, on CUDA the peak of allocated tensor memory).
+Before timing, the models are checked to compute the same function (eval mode, same converted weights).
 
     .venv/bin/python benchmarks/bench_model.py                       # batch 2, 16x224x224, CPU
-    .venv/bin/python benchmarks/bench_model.py --rounds 3 --profile  # also: where our step spends time
+    .venv/bin/python benchmarks/bench_model.py --rounds 3 --profile  # also: where the fused step spends time
+    .venv/bin/python benchmarks/bench_model.py --json out.json       # the figures as JSON as well
 """
 
 from __future__ import annotations
@@ -31,15 +33,17 @@ from torchvision.models.video import mvit_v1_b
 import mvit
 from mvit.complexity import peak_memory
 from mvit.convert import from_torchvision
+from mvit.fused import fuse
 
-MODELS = ("ours", "torchvision")
+MODELS = ("fused", "plain", "torchvision")
 CLIP = (16, 224, 224)  # mvit_v1_b is built for this clip size only
 
 
 def build(name: str, args: argparse.Namespace) -> torch.nn.Module:
     if name == "torchvision":
         return mvit_v1_b()
-    return mvit.build_model("mvit_b_16x4")
+    model = mvit.build_model("mvit_b_16x4")
+    return fuse(model) if name == "fused" else model
 
 
 def make_step(model: torch.nn.Module, args: argparse.Namespace, device: torch.device):
@@ -94,7 +98,8 @@ def main() -> None:
     parser.add_argument("--memory-rounds", type=int, default=3, help="steps per model whose peak memory is measured")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of our step")
+    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of the fused step")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     parser.add_argument("--memory-of", choices=MODELS, help=argparse.SUPPRESS)  # used by the child processes
     args = parser.parse_args()
 
@@ -106,12 +111,14 @@ def main() -> None:
 
     torch.manual_seed(0)
     models = {name: build(name, args).to(device) for name in MODELS}
-    models["ours"].load_state_dict(from_torchvision(models["torchvision"].state_dict()))
+    for name in ("fused", "plain"):
+        models[name].load_state_dict(from_torchvision(models["torchvision"].state_dict()))
     steps = {}
     for name, model in models.items():
         steps[name], x = make_step(model, args, device)
     with torch.no_grad():
-        difference = (models["ours"].eval()(x) - models["torchvision"].eval()(x)).abs().max().item()
+        reference = models["torchvision"].eval()(x)
+        difference = max((models[name].eval()(x) - reference).abs().max().item() for name in ("fused", "plain"))
     for model in models.values():
         model.train()
     print(f"torch {torch.__version__}, {args.threads} threads, {device.type}: "
@@ -123,7 +130,7 @@ def main() -> None:
     wall: dict[str, list[float]] = {name: [] for name in MODELS}
     cpu: dict[str, list[float]] = {name: [] for name in MODELS}
     for r in range(args.rounds):
-        for name in (MODELS if r % 2 == 0 else MODELS[::-1]):
+        for name in MODELS[r % len(MODELS):] + MODELS[:r % len(MODELS)]:
             start_wall, start_cpu = time.perf_counter(), time.process_time()
             steps[name]()
             wall[name].append(time.perf_counter() - start_wall)
@@ -138,20 +145,31 @@ def main() -> None:
         mem = f"{statistics.median(memory[name]) / 2**20:9.0f}" if memory[name] else f"{'n/a':>9}"
         print(f"{name:>12} {statistics.median(ts):9.2f} {min(ts):7.2f} {max(ts):7.2f} "
               f"{statistics.median(cpu[name]):7.2f} {mem}")
-    speedup = statistics.median(wall["torchvision"]) / statistics.median(wall["ours"])
-    cpu_ratio = statistics.median(cpu["torchvision"]) / statistics.median(cpu["ours"])
-    print(f"speed-up (torchvision time / ours): {speedup:.2f}x wall, {cpu_ratio:.2f}x CPU time  (goal >= 1.3x)")
-    if memory["ours"] and memory["torchvision"]:
-        ratio = statistics.median(memory["ours"]) / statistics.median(memory["torchvision"])
-        print(f"peak memory (ours / torchvision): {ratio:.2f}  (goal <= 0.7; median of {args.memory_rounds} "
-              "steps each, each model alone in a fresh process)")
+    for ours, theirs in (("fused", "torchvision"), ("plain", "torchvision"), ("fused", "plain")):
+        speedup = statistics.median(wall[theirs]) / statistics.median(wall[ours])
+        cpu_ratio = statistics.median(cpu[theirs]) / statistics.median(cpu[ours])
+        line = f"speed-up ({theirs} time / {ours}): {speedup:.2f}x wall, {cpu_ratio:.2f}x CPU time"
+        if memory[ours] and memory[theirs]:
+            ratio = statistics.median(memory[ours]) / statistics.median(memory[theirs])
+            line += f"; peak memory ({ours} / {theirs}): {ratio:.2f}"
+        print(line)
+    print(f"(memory: median of {args.memory_rounds} steps each, each model alone in a fresh process)")
+    if args.json:
+        figures = {name: {"wall_s": statistics.median(wall[name]), "cpu_s": statistics.median(cpu[name]),
+                          "peak_mib": statistics.median(memory[name]) / 2**20 if memory[name] else None}
+                   for name in MODELS}
+        with open(args.json, "w") as f:
+            json.dump({"batch": args.batch, "threads": args.threads, "device": args.device, "rounds": args.rounds,
+                       "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+                       "hardware": cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device),
+                       "models": figures}, f, indent=1)
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=activities) as prof:
-            steps["ours"]()
+            steps["fused"]()
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
 
 

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configs import Triple
-from .fused import layer_norm_linear
 from .pooling import Pool
 
 
@@ -68,34 +67,34 @@ class MultiScaleAttention(nn.Module):
         self.pool_k = pool(kv_kernel, kv_stride)
         self.pool_v = pool(kv_kernel, kv_stride)
 
-    def forward(self, x: torch.Tensor, thw: Triple, return_attention: bool = False,
-                norm: Optional[nn.LayerNorm] = None) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
-        """Attention of ``x`` (of ``norm(x)`` when the block's pre-norm is given: it is then fused with
-        the Q/K/V projection, see `mvit.fused.layer_norm_linear`)."""
-        b, n, c = x.shape
-        qkv = layer_norm_linear(x, norm, self.qkv) if norm is not None else self.qkv(x)
-        # (B, N, 3, h, d) -> three tensors of (B, h, N, d); unbind before transposing, so that the backward
-        # stacks the three gradients straight into the projection's layout, with no extra copy
-        q, k, v = (t.transpose(1, 2) for t in qkv.view(b, n, 3, self.num_heads, self.head_dim).unbind(2))
+    def forward(self, x: torch.Tensor, thw: Triple, return_attention: bool = False
+                ) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
+        q, k, v = self.split_heads(self.qkv(x))  # Q = X W_Q, K = X W_K, V = X W_V
+        return self.attend(q, k, v, thw, return_attention)
+
+    def split_heads(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(B, N, 3 * D)`` -> Q, K, V, each ``(B, h, N, D / h)``."""
+        b, n, _ = qkv.shape
+        q, k, v = qkv.view(b, n, 3, self.num_heads, self.head_dim).unbind(2)
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, thw: Triple, return_attention: bool = False
+               ) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
+        """Pool Q, K and V on the grid `thw`, attend, merge the heads and project: ``(B, h, N, d)`` each ->
+        ``(B, N_q, D)``, the query grid, and the attention map when asked for (explicit softmax)."""
+        b = q.shape[0]
         q_thw = kv_thw = thw
         if self.pool_q is not None:
             q, q_thw = self.pool_q(q, thw)
-        elif self.pool_k is not None:
-            # a copy of q alone lets the (B, N, 3*D) projection be freed after the forward pass: the
-            # attention backward keeps q, and a view would keep all of it alive
-            q = q.contiguous()
         if self.pool_k is not None:
             k, kv_thw = self.pool_k(k, thw)
-        if self.pool_v is not None:
             v, _ = self.pool_v(v, thw)
-
         attention_map = None
         if return_attention:
-            attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+            attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # Softmax(Q K^T / sqrt(d))
             out = attn @ v
             attention_map = AttentionMap(attn, q_thw, kv_thw, self.has_cls)
         else:
-            out = F.scaled_dot_product_attention(q, k, v)
-        out = out.transpose(1, 2).reshape(b, -1, c)
+            out = F.scaled_dot_product_attention(q, k, v)  # the same, without storing the matrix
+        out = out.transpose(1, 2).reshape(b, -1, self.num_heads * self.head_dim)
         return self.proj(out), q_thw, attention_map
-

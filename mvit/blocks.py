@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import AttentionMap, MultiScaleAttention
 from .configs import BlockSpec, MViTConfig, Triple
-from .fused import gelu_linear, layer_norm_linear
 from .pooling import Pool
 
 
@@ -40,8 +40,7 @@ class DropPath(nn.Module):
 
 
 class MLP(nn.Module):
-    """Linear(D, hidden) -> GELU -> Linear(hidden, D_out), with `mvit.fused` operations that keep less
-    for the backward pass. Given the block's ``norm``, it computes ``MLP(norm(x))``.
+    """Linear(D, hidden) -> GELU -> Linear(hidden, D_out).
 
     Shapes: ``x: (..., D)`` -> ``(..., D_out)``."""
 
@@ -50,9 +49,8 @@ class MLP(nn.Module):
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim_out)
 
-    def forward(self, x: torch.Tensor, norm: Optional[nn.LayerNorm] = None) -> torch.Tensor:
-        hidden = layer_norm_linear(x, norm, self.fc1) if norm is not None else self.fc1(x)
-        return gelu_linear(hidden, self.fc2.weight, self.fc2.bias)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class MultiScaleBlock(nn.Module):
@@ -84,19 +82,22 @@ class MultiScaleBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, thw: Triple, return_attention: bool = False
                 ) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
-        # the norms are applied inside attn and mlp, fused with the projections that follow them
-        y, out_thw, attention_map = self.attn(x, thw, return_attention, norm=self.norm1)
-        if self.pool_skip is not None:
-            x, _ = self.pool_skip(x, thw)
-        x = x + self.drop_path(y)
-        if self.proj is not None and self.stage_skip == "norm_linear":
-            x_norm = self.norm2(x)  # read by the MLP and the skip projection: normalise once
-            return self.proj(x_norm) + self.drop_path(self.mlp(x_norm)), out_thw, attention_map
-        y = self.drop_path(self.mlp(x, norm=self.norm2))
-        if self.spec.dim_in == self.spec.dim_out:
-            x = x + y
-        elif self.stage_skip == "linear":
-            x = self.proj(x) + y
-        else:
-            x = y
+        y, out_thw, attention_map = self.attn(self.norm1(x), thw, return_attention)
+        x = self.residual(x, thw) + self.drop_path(y)  # X' = P(X; Θ_Q) + DropPath(MHPA(LN(X)))
+        x_norm = self.norm2(x)
+        x = self.skip(x, x_norm) + self.drop_path(self.mlp(x_norm))  # Y = skip(X') + DropPath(MLP(LN(X')))
         return x, out_thw, attention_map
+
+    def residual(self, x: torch.Tensor, thw: Triple) -> torch.Tensor:
+        """The residual path of the attention: ``x`` pooled with the query's stride, so that it lands on the
+        attention's output grid (``x`` itself where Q is not pooled)."""
+        return x if self.pool_skip is None else self.pool_skip(x, thw)[0]
+
+    def skip(self, x: torch.Tensor, x_norm: Optional[torch.Tensor]) -> torch.Tensor | float:
+        """The MLP's skip path: ``x`` where the channels stay; at a stage transition, Table A.1's variant:
+        (a) ``proj(LN(x))``, (b) ``proj(x)``, (c) nothing (0)."""
+        if self.spec.dim_in == self.spec.dim_out:
+            return x
+        if self.proj is None:
+            return 0.0
+        return self.proj(x_norm if self.stage_skip == "norm_linear" else x)

@@ -1,14 +1,17 @@
-"""Fused operations with hand-written backward passes, for a leaner and faster training step.
+"""The fused CPU training path: the model's modules with operations that keep less for the backward pass.
 
-Each function computes exactly what the plain PyTorch expression in its docstring computes (the same
-forward values, bit for bit; the same gradients up to float rounding) but keeps less for the backward
-pass or runs a faster backward on the CPU:
+The plain modules (`mvit.blocks`, `mvit.attention`, `mvit.pooling`) read like the paper's equations and
+are what the book teaches. `fuse(model)` switches a built model to the subclasses below, which compute
+the same functions with hand-written backward passes; the parameters, and so the state dict, stay the
+same. The training engine fuses a model that trains on the CPU (``run.fused_ops``). Each operation
+computes what the plain expression in its docstring computes (the same forward values; the same
+gradients up to float rounding) but keeps less for the backward pass or runs a faster backward on the CPU:
 
-- `layer_norm_linear`: the pre-norm and the projection after it; keeps the norm's input, not its output,
-  and recomputes the normalisation in the backward pass.
+- `layer_norm_linear`: a pre-norm and the projection after it (Q/K/V, the MLP's first Linear); keeps the
+  norm's input, not its output, and recomputes the normalisation in the backward pass.
 - `gelu_linear`: the second half of the MLP; keeps the hidden layer once (before GELU), not twice.
-- `depthwise_conv3d`: conv pooling; computes the input gradient as a forward convolution, several times
-  faster than oneDNN's backward of a depthwise 3-D convolution on the CPU.
+- `depthwise_conv3d`: conv pooling on a channels-last copy; computes the input gradient as a forward
+  convolution, several times faster than oneDNN's backward of a depthwise 3-D convolution on the CPU.
 
 Under autocast the forward passes run in the dtypes autocast picks, as the plain expressions do, and the
 backward passes cast to the incoming gradient's dtype, as autograd does through autocast's casts.
@@ -22,7 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import AttentionMap
+from .blocks import MultiScaleBlock
 from .configs import Triple
+from .pooling import Pool
 
 
 class _LayerNormLinear(torch.autograd.Function):
@@ -136,3 +142,59 @@ def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor, stride: Triple, padd
     kernel (what a transposed convolution is), and the weight gradient is oneDNN's own. Fastest with a
     channels-last ``x``. Shapes: ``x: (N, C, T, H, W)``, ``weight: (C, 1, kT, kH, kW)``."""
     return _DepthwiseConv3d.apply(x, weight, tuple(stride), tuple(padding))
+
+
+# ----------------------------------------------------------------------------------------------------
+# the fused modules
+# ----------------------------------------------------------------------------------------------------
+
+class FusedPool(Pool):
+    """`Pool` in conv mode, on a channels-last copy of the grid with `depthwise_conv3d`'s backward. The copy
+    is made anyway by the layout change, and (unlike a strided view) it lets the ``(B, N, 3 * D)`` Q/K/V
+    projection be freed after the forward pass."""
+
+    def pool_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        grid = grid.permute(0, 2, 3, 4, 1).contiguous().permute(0, 4, 1, 2, 3)  # channels-last, same shape
+        return depthwise_conv3d(grid, self.op.weight, self.op.stride, self.op.padding)
+
+
+class FusedMultiScaleBlock(MultiScaleBlock):
+    """`MultiScaleBlock` with each pre-norm fused into the projection that reads it (`layer_norm_linear`)
+    and the MLP's GELU fused into its second Linear (`gelu_linear`). Same parameters, same function."""
+
+    def forward(self, x: torch.Tensor, thw: Triple, return_attention: bool = False
+                ) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
+        attn, mlp = self.attn, self.mlp
+        q, k, v = attn.split_heads(layer_norm_linear(x, self.norm1, attn.qkv))
+        if attn.pool_q is None and attn.pool_k is not None:
+            # a copy of q alone lets the (B, N, 3 * D) projection be freed after the forward pass: the
+            # attention's backward keeps q, and a view would keep all of the projection alive
+            q = q.contiguous()
+        y, out_thw, attention_map = attn.attend(q, k, v, thw, return_attention)
+        x = self.residual(x, thw) + self.drop_path(y)
+        if self.proj is not None and self.stage_skip == "norm_linear":
+            x_norm = self.norm2(x)  # read by the MLP and the skip projection: normalise once
+            hidden = mlp.fc1(x_norm)
+        else:
+            x_norm, hidden = None, layer_norm_linear(x, self.norm2, mlp.fc1)
+        y = gelu_linear(hidden, mlp.fc2.weight, mlp.fc2.bias)
+        return self.skip(x, x_norm) + self.drop_path(y), out_thw, attention_map
+
+
+def fuse(model: nn.Module) -> nn.Module:
+    """Switch every `MultiScaleBlock` and conv `Pool` of `model` to its fused subclass, in place; the
+    parameters (and the state dict) are untouched. Returns `model`. `unfuse` switches back."""
+    for module in model.modules():
+        if type(module) is MultiScaleBlock:
+            module.__class__ = FusedMultiScaleBlock
+        elif type(module) is Pool and isinstance(module.op, nn.Conv3d):
+            module.__class__ = FusedPool
+    return model
+
+
+def unfuse(model: nn.Module) -> nn.Module:
+    """The inverse of `fuse`: every fused module back to its plain class, in place. Returns `model`."""
+    for module in model.modules():
+        if type(module) in (FusedMultiScaleBlock, FusedPool):
+            module.__class__ = type(module).__mro__[1]
+    return model

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from .configs import Triple, pool_padding
-from .fused import depthwise_conv3d
 
 
 class Pool(nn.Module):
@@ -36,7 +35,6 @@ class Pool(nn.Module):
         self.kernel, self.stride = tuple(kernel), tuple(stride)
         padding = pool_padding(kernel)
         self.has_cls = has_cls
-        self.is_conv = mode == "conv"
         if mode == "conv":
             self.op: nn.Module = nn.Conv3d(dim, dim, kernel, stride, padding, groups=dim, bias=False)
             self.norm: nn.Module = nn.LayerNorm(dim, eps=norm_eps)
@@ -55,22 +53,16 @@ class Pool(nn.Module):
                 f"Pool got {n} tokens but the grid {tuple(thw)} needs {self.has_cls + t * h * w}"
                 f" ({'1 class token + ' if self.has_cls else ''}T*H*W)"
             )
-        # split (not slicing): its backward concatenates the two gradients instead of zero-filling
         cls, grid = x.split((int(self.has_cls), t * h * w), dim=-2)
-        if self.is_conv:
-            # one channels-last copy: on the CPU the depthwise conv's backward is fastest in this layout,
-            # and (unlike a strided view) it lets the (B, N, 3*D) projection be freed after the forward
-            grid = grid.contiguous().view(-1, t, h, w, c).permute(0, 4, 1, 2, 3)
-            if grid.device.type == "cpu":
-                grid = depthwise_conv3d(grid, self.op.weight, self.op.stride, self.op.padding)
-            else:
-                grid = self.op(grid)
-        else:  # max / avg pooling save no input copy for their backward: a view is enough
-            grid = self.op(grid.transpose(-2, -1).reshape(-1, c, t, h, w))
+        grid = self.pool_grid(grid.transpose(-2, -1).reshape(-1, c, t, h, w))
         new_thw = tuple(grid.shape[-3:])
         grid = grid.flatten(2).transpose(1, 2).reshape(*lead, -1, c)
         x = self.norm(torch.cat((cls, grid), dim=-2))
         return x, new_thw  # type: ignore[return-value]
+
+    def pool_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        """The pooling itself: ``(M, C, T, H, W)`` -> ``(M, C, T', H', W')``."""
+        return self.op(grid)
 
     def extra_repr(self) -> str:
         return f"kernel={self.kernel}, stride={self.stride}, has_cls={self.has_cls}"
