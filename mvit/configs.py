@@ -173,7 +173,7 @@ def block_schedule(cfg: MViTConfig) -> list[BlockSpec]:
                     kv_kernel = kernel
             out_thw = conv_output_size(thw, q_kernel, q_stride, pool_padding(q_kernel)) if q_kernel else thw
             kv_thw = conv_output_size(thw, kv_kernel, this_kv_stride, pool_padding(kv_kernel)) if kv_kernel else thw
-            skip_kernel = tuple(s + 1 if s > 1 else 1 for s in q_stride) if q_pooled else None
+            skip_kernel = pool_kernel_for(q_stride, "stride+1") if q_pooled else None  # the residual's max pool
             specs.append(
                 BlockSpec(
                     index=index,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .configs import Triple, pool_padding
+from .configs import POOL_MODES, Triple, pool_padding
 
 
 class Pool(nn.Module):
@@ -43,7 +43,8 @@ class Pool(nn.Module):
         elif mode == "avg":
             self.op, self.norm = nn.AvgPool3d(kernel, stride, padding), nn.Identity()
         else:
-            raise ValueError(f"Unknown pooling mode {mode!r}; use 'conv', 'max' or 'avg'")
+            *first, last = map(repr, POOL_MODES)
+            raise ValueError(f"Unknown pooling mode {mode!r}; use {', '.join(first)} or {last}")
 
     def forward(self, x: torch.Tensor, thw: Triple) -> tuple[torch.Tensor, Triple]:
         lead, (n, c) = x.shape[:-2], x.shape[-2:]
