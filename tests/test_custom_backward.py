@@ -3,6 +3,7 @@ plain modules give for the same computation, and keep less for the backward pass
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -180,3 +181,20 @@ def test_bf16_autocast_gradients_stay_finite():
         bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
         assert not bad, f"seed {seed}: non-finite gradients in {bad}"
         assert all(p.grad.dtype == p.dtype for p in model.parameters() if p.grad is not None)
+
+
+def test_the_engine_trains_the_same_model_fused_or_plain(tmp_path, one_thread):
+    from mvit.engine import load_checkpoint, load_config, train
+
+    runs = {}
+    for mode in ("true", "false"):
+        cfg = load_config("cpu_synthetic_mvit", [
+            "data.train_size=32", "data.val_size=16", "data.batch_size=8", "optim.epochs=1", "optim.warmup_epochs=0",
+            "run.log_every_steps=1", "run.progress=false", f"run.fused_ops={mode}", f"run.output_dir={tmp_path / mode}"])
+        runs[mode] = train(cfg)
+    fused, plain = ([s["loss"] for s in runs[m]["steps"]] for m in ("true", "false"))
+    np.testing.assert_allclose(fused, plain, rtol=1e-4)
+    a, b = (load_checkpoint(tmp_path / m / "checkpoint.pt")["model"] for m in ("true", "false"))
+    assert list(a) == list(b)  # a fused run's checkpoint is a plain model's state dict
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-5)

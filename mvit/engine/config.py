@@ -106,6 +106,8 @@ class RunSection:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype; fp16 adds a grad scaler (CUDA)
     compile: bool = False  # torch.compile the model
+    fused_ops: Union[Literal["auto"], bool] = "auto"  # train with mvit.fused's modules (same function and
+    # weights, less memory, faster backward on the CPU): true, false, or auto (true when training on the CPU)
     checkpoint_every_steps: int = 0  # also checkpoint every N optimizer steps (0: each epoch only)
     eval_every_epochs: int = 1  # clip-level validation (0: never during training)
     multi_view_eval: bool = True  # video-level multi-view test after the last epoch

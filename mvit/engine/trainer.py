@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import MixupCutmix, RepeatAugSampler
+from ..fused import fuse
 from . import distributed
 from .checkpoint import CHECKPOINT_NAME, OutputDirLock, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig, save_config
@@ -129,6 +130,8 @@ class _Run:
         self.ckpt_path = self.out / CHECKPOINT_NAME
         torch.manual_seed(cfg.run.seed)  # the same initial weights on every process
         self.model = build_model_from_config(cfg.model).to(ctx.device)
+        if cfg.run.fused_ops is True or (cfg.run.fused_ops == "auto" and ctx.device.type == "cpu"):
+            fuse(self.model)  # in place; the state dict, and so every checkpoint, is the plain model's
         model_cfg = self.model.config
         if train_set is None:
             train_set, val_set, test_set = build_datasets(cfg, model_cfg)
