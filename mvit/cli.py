@@ -25,13 +25,15 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from . import convert
+from .data.failures import TooManyFailures
 from .engine.config import ConfigError, describe_keys, list_recipes, load_config
 
 EXIT_CONFIG = 2  # a bad config or argument (argparse uses 2 as well)
 EXIT_NON_FINITE = 3  # the loss became NaN or infinite
-# what a user's mistake raises: a config, a checkpoint or a path given on the command line (or in a recipe)
+# what a user's mistake raises: a config, a checkpoint or a path given on the command line (or in a recipe),
+# a dataset with more unreadable files than it allows
 USER_ERRORS = (ConfigError, convert.CheckpointError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-               PermissionError)
+               PermissionError, TooManyFailures)
 
 
 def config_reference() -> str:

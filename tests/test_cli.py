@@ -273,3 +273,19 @@ def test_python_m_mvit_user_errors_have_no_traceback_unless_debug(bad_files):
     out = subprocess.run([*argv, "--debug"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == EXIT_CONFIG and "Traceback" in out.stderr and "CheckpointError" in out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_a_dataset_of_unreadable_videos_is_a_user_error(tmp_path):
+    # Every video is a text file: loading gives up after max_failures, with the files listed, not a traceback.
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.mp4").write_text("not a video")
+    for split in ("train", "val"):
+        (tmp_path / f"{split}.csv").write_text("".join(f"{name}.mp4 0\n" for name in ("a", "b", "c")))
+    argv = [sys.executable, "-m", "mvit", "train", "--config", "cpu_synthetic_video_mvit", "--output-dir",
+            str(tmp_path / "run"), f"data.root={tmp_path}", "data.options={max_failures: 1}", "data.batch_size=2",
+            "optim.epochs=1", "optim.warmup_epochs=0", "run.progress=false"]
+    out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == EXIT_CONFIG, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert "Traceback" not in out.stderr and len(errors) == 1 and "files failed to load" in errors[0], out.stderr
+    assert "a.mp4" in errors[0] or "c.mp4" in errors[0]  # the files it gave up on are named
