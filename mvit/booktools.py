@@ -32,8 +32,11 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
+if TYPE_CHECKING:  # the book extra; imported where it is used, so that `import mvit` never needs it
+    import nbformat
+
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,6 +187,7 @@ def colab_cell_source(repository: Repository | None, version: str) -> str:
 
 def colab_cell(repository: Repository | None, version: str) -> nbformat.NotebookNode:
     """The Colab install cell as a notebook cell (stable id, tagged so that the site leaves it out)."""
+    import nbformat
     cell = nbformat.v4.new_code_cell(colab_cell_source(repository, version), id=COLAB_CELL_ID)
     cell.metadata["tags"] = [COLAB_CELL_TAG]
     return cell
@@ -213,6 +217,7 @@ def colab_cell_problem(nb: nbformat.NotebookNode, expected: nbformat.NotebookNod
 def with_colab_cell(nb: nbformat.NotebookNode, expected: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """A copy of ``nb`` whose cell 0 is ``expected``: an existing Colab cell is updated in place and moved to 0,
     keeping its other tags; every other cell is left as it is."""
+    import nbformat
     nb = nbformat.from_dict(nb)
     old = [c for c in nb.cells if _is_colab_cell(c)]
     cell = nbformat.from_dict(expected)
@@ -232,6 +237,7 @@ def _notebooks(book: Path) -> list[Path]:
 
 def check_colab_cells(book: Path | str, repository: Repository | None, version: str) -> list[str]:
     """One line per notebook of ``book`` whose cell 0 is not the current Colab install cell (empty: all are)."""
+    import nbformat
     expected = colab_cell(repository, version)
     problems = []
     for path in _notebooks(Path(book)):
@@ -243,6 +249,7 @@ def check_colab_cells(book: Path | str, repository: Repository | None, version: 
 
 def write_colab_cells(book: Path | str, repository: Repository | None, version: str) -> list[Path]:
     """Insert or update cell 0 of every notebook of ``book``; returns the notebooks that changed."""
+    import nbformat
     expected = colab_cell(repository, version)
     changed = []
     for path in _notebooks(Path(book)):

@@ -24,8 +24,10 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
+if TYPE_CHECKING:  # the book extra; imported where it is used, so that `import mvit` never needs it
+    import nbformat
 
 SOLUTION_TAG = "solution"
 _SOLUTION_START = re.compile(r"\{solution-start\}")
@@ -97,6 +99,7 @@ def count_exercises(nb: nbformat.NotebookNode) -> int:
 
 def strip_solutions(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
     """A copy of `nb` without its solution cells, with every output and execution count cleared."""
+    import nbformat
     drop = set(solution_cells(nb, name))
     student = nbformat.from_dict(nb)
     student.cells = [cell for i, cell in enumerate(student.cells) if i not in drop]
@@ -109,6 +112,7 @@ def strip_solutions(nb: nbformat.NotebookNode, name: str = "notebook") -> nbform
 
 def write_student_notebooks(src_dir: Path | str, out_dir: Path | str) -> list[Path]:
     """Write a student copy of every ``*.ipynb`` in `src_dir` (not its subfolders) to `out_dir`."""
+    import nbformat
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     sources = sorted(src_dir.glob("*.ipynb"))
     if not sources:

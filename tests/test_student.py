@@ -107,3 +107,11 @@ def test_missing_folder_gives_a_clear_error(tmp_path):
     )
     assert run.returncode == 1
     assert "no notebooks" in run.stderr and "book" in run.stderr
+
+
+def test_the_book_tooling_imports_without_the_book_extra():
+    # nbformat belongs to the `book` extra: a plain `pip install mvit` must still import every module.
+    code = ("import sys; sys.modules['nbformat'] = None\n"
+            "import mvit, mvit.student, mvit.booktools, mvit.engine.study, mvit.fused, mvit.cli; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
