@@ -3,7 +3,7 @@ overrides, and checked completely before anything runs.
 
 A recipe (``mvit/recipes/NAME.yaml`` or any YAML file) has up to five sections, ``model``, ``data``,
 ``augment``, ``optim`` and ``run``; omitted keys keep the defaults below, which are the paper's
-Kinetics recipe (Appendix D, FACTS.md §4). A recipe may start with ``base: OTHER_RECIPE`` to inherit
+Kinetics recipe (paper Appendix D). A recipe may start with ``base: OTHER_RECIPE`` to inherit
 everything from another one and change a few keys. Overrides use dotted keys, e.g.
 ``optim.epochs=5 model.config.drop_path=0.1 run.precision=bf16``; values are parsed as YAML.
 
@@ -14,6 +14,7 @@ the range.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -65,7 +66,7 @@ class DataSection:
 
 @dataclass
 class AugmentSection:
-    """Batch-level augmentation and targets (FACTS.md §4)."""
+    """Batch-level augmentation and targets (paper Appendix D)."""
 
     mixup_alpha: float = 0.8  # Mixup on half the batch ...
     cutmix_alpha: float = 1.0  # ... CutMix on the other half (0 and 0 turn both off)
@@ -169,7 +170,7 @@ def save_config(cfg: TrainConfig, path: Union[str, Path]) -> None:
 
 def _read(source: Union[str, Path, dict], seen: tuple[str, ...]) -> dict:
     if isinstance(source, dict):
-        raw = _deep_copy(source)
+        raw = copy.deepcopy(source)
         name = "<dict>"
     else:
         path = _resolve(source)
@@ -221,10 +222,6 @@ def _merge(base: dict, top: dict) -> dict:
         else:
             out[key] = value
     return out
-
-
-def _deep_copy(d: Any) -> Any:
-    return {k: _deep_copy(v) for k, v in d.items()} if isinstance(d, dict) else d
 
 
 def _set_dotted(raw: dict, key: str, value: Any) -> None:
