@@ -153,8 +153,9 @@ class FusedPool(Pool):
     is made anyway by the layout change, and (unlike a strided view) it lets the ``(B, N, 3 * D)`` Q/K/V
     projection be freed after the forward pass."""
 
-    def pool_grid(self, grid: torch.Tensor) -> torch.Tensor:
-        grid = grid.permute(0, 2, 3, 4, 1).contiguous().permute(0, 4, 1, 2, 3)  # channels-last, same shape
+    def pool_grid(self, tokens: torch.Tensor, thw: Triple) -> torch.Tensor:
+        # one copy, straight into the channels-last layout of an (M, C, T, H, W) grid
+        grid = tokens.contiguous().view(-1, *thw, tokens.shape[-1]).permute(0, 4, 1, 2, 3)
         return depthwise_conv3d(grid, self.op.weight, self.op.stride, self.op.padding)
 
 

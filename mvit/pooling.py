@@ -54,16 +54,17 @@ class Pool(nn.Module):
                 f"Pool got {n} tokens but the grid {tuple(thw)} needs {self.has_cls + t * h * w}"
                 f" ({'1 class token + ' if self.has_cls else ''}T*H*W)"
             )
-        cls, grid = x.split((int(self.has_cls), t * h * w), dim=-2)
-        grid = self.pool_grid(grid.transpose(-2, -1).reshape(-1, c, t, h, w))
+        cls, tokens = x.split((int(self.has_cls), t * h * w), dim=-2)
+        grid = self.pool_grid(tokens, thw)
         new_thw = tuple(grid.shape[-3:])
         grid = grid.flatten(2).transpose(1, 2).reshape(*lead, -1, c)
         x = self.norm(torch.cat((cls, grid), dim=-2))
         return x, new_thw  # type: ignore[return-value]
 
-    def pool_grid(self, grid: torch.Tensor) -> torch.Tensor:
-        """The pooling itself: ``(M, C, T, H, W)`` -> ``(M, C, T', H', W')``."""
-        return self.op(grid)
+    def pool_grid(self, tokens: torch.Tensor, thw: Triple) -> torch.Tensor:
+        """The pooling itself: tokens ``(..., T*H*W, C)`` on the grid `thw` -> ``(M, C, T', H', W')``."""
+        t, h, w = thw
+        return self.op(tokens.transpose(-2, -1).reshape(-1, tokens.shape[-1], t, h, w))
 
     def extra_repr(self) -> str:
         return f"kernel={self.kernel}, stride={self.stride}, has_cls={self.has_cls}"
