@@ -16,7 +16,7 @@ PROFILES = ("cpu", "gpu")
 
 def profile() -> str:
     """``"gpu"`` when CUDA is available, else ``"cpu"``; the environment variable ``MVIT_PROFILE``
-    overrides it. Notebooks and recipes size their experiments from it; the code they run is the same."""
+    overrides it. The notebooks size their experiments from it; the code they run is the same."""
     forced = os.environ.get("MVIT_PROFILE", "").strip().lower()
     if forced:
         if forced not in PROFILES:

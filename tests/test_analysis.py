@@ -60,7 +60,7 @@ def test_block_grids_of_mvit_b():
     # Q pooled (stride 2) in blocks 1, 3 and 14: cumulative strides 8, 16, 32 pixels
     assert [q.stride[1] for q, _ in grids] == [4.0] + [8.0] * 2 + [16.0] * 11 + [32.0] * 2
     # keys sit 32 pixels apart, except in the Q-pooling blocks, whose K/V are pooled from the block's
-    # finer input grid (14x14 keys at 16 pixels, as FACTS.md says)
+    # finer input grid (14x14 keys at 16 pixels, as torchvision's mvit_v1_b and PySlowFast build them)
     assert [kv.stride[1] for _, kv in grids] == [32.0, 16.0, 32.0, 16.0] + [32.0] * 10 + [16.0, 32.0]
     assert [kv.thw for _, kv in grids][:4] == [(8, 7, 7), (8, 14, 14), (8, 7, 7), (8, 14, 14)]
 
