@@ -92,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     fl.add_argument("model", metavar="MODEL", help="a preset of mvit.list_models()")
     fl.add_argument("--input-size", type=int, nargs=3, metavar=("T", "H", "W"),
                     help="clip size (default: the preset's input_size)")
+    fl.add_argument("--blocks", action="store_true",
+                    help="also print a table of every block: token grids, channels, heads, params, GMACs")
     fl.add_argument("overrides", nargs="*", metavar="field=value",
                     help="MViTConfig overrides, e.g. pool_mode=max num_classes=600")
 
@@ -234,7 +236,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _flops(args: argparse.Namespace) -> int:
-    from .complexity import count_flops, count_params
+    from .complexity import count_flops, count_params, flops_by_block, format_table
 
     overrides = _model_overrides(args.model, args.overrides)
     if args.input_size:
@@ -244,6 +246,8 @@ def _flops(args: argparse.Namespace) -> int:
     params, gflops = count_params(model), count_flops(model, shape)
     print(json.dumps({"model": args.model, "input": list(shape[1:]), "params": params,
                       "params_M": round(params / 1e6, 3), "gflops_per_view": round(gflops, 3)}))
+    if args.blocks:
+        print(format_table(flops_by_block(model, shape)))
     return 0
 
 

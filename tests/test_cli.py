@@ -96,6 +96,13 @@ def test_flops_of_mvit_b_16x4_match_the_paper(capsys):
     assert result["gflops_per_view"] > 2 * 70 and result["params"] == 36_610_672 + 200 * 769 + 8 * 96
 
 
+def test_flops_blocks_prints_every_block(capsys):
+    assert main(["flops", "mvit_b_16x4", "--blocks"]) == 0
+    first, *table = capsys.readouterr().out.splitlines()
+    assert json.loads(first)["params"] == 36_610_672
+    assert len(table) == 2 + 16 + 1 and table[-1].startswith("total") and "8x56x56" in table[2]
+
+
 def test_convert_round_trip_through_torchvisions_layout(tmp_path, capsys):
     model = build_model("mvit_tiny")
     torch.save({"model": model.state_dict(), "epoch": 3}, tmp_path / "ours.pt")  # a training checkpoint
