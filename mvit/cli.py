@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import traceback
@@ -27,6 +26,7 @@ import torch
 from . import convert
 from .data.failures import TooManyFailures
 from .engine.config import ConfigError, describe_keys, list_recipes, load_config
+from .engine.log import json_safe
 
 EXIT_CONFIG = 2  # a bad config or argument (argparse uses 2 as well)
 EXIT_NON_FINITE = 3  # the loss became NaN or infinite
@@ -178,19 +178,8 @@ def _write_atomically(path: str, write: Callable[[Path], None]) -> None:
         raise ConfigError(f"could not write {path} ({err}); free some space or choose another path") from None
 
 
-def _finite(value):
-    """`value` with every NaN or infinite float replaced by None, so that it is valid JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _json(value, **kwargs) -> str:
-    return json.dumps(_finite(value), allow_nan=False, **kwargs)
+    return json.dumps(json_safe(value), allow_nan=False, **kwargs)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -95,6 +95,18 @@ def environment(world_size: int, device: torch.device) -> dict:
     return env
 
 
+def json_safe(value):
+    """`value` (nested dicts, lists, tuples) with every NaN or infinite float replaced by None: valid JSON,
+    which has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def _json_value(value):
     if isinstance(value, torch.Tensor):
         value = value.item() if value.numel() == 1 else value.tolist()

@@ -38,6 +38,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 from scipy import stats
 
+from .log import json_safe
+
 __all__ = ["Comparison", "Results", "Study", "difference_interval", "mean_interval", "source_hash", "verdict"]
 
 RESULT_NAME = "result.json"
@@ -320,19 +322,8 @@ def _run_one(base, items: list[str], folder: str) -> None:
     out = Path(folder) / RESULT_NAME
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_finite_or_none(record), indent=1))
+    tmp.write_text(json.dumps(json_safe(record), indent=1))
     os.replace(tmp, out)
-
-
-def _finite_or_none(value):
-    """JSON has no NaN: a non-finite float becomes null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
-    return value
 
 
 # ----------------------------------------------------------------------------------------------------
