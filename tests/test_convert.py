@@ -266,11 +266,15 @@ def test_shape_mismatches_are_listed_with_a_hint():
         load_pretrained(mvit.build_model("mvit_tiny", input_size=(16, 64, 64)), pyslowfast_state())
 
 
-def test_incomplete_separate_qkv_is_refused():
-    state = reference_layout(mvit.build_model("mvit_tiny").state_dict(), "pytorchvideo", separate_qkv=True)
-    del state["blocks.2.attn.v.weight"]
-    with pytest.raises(ValueError, match=r"blocks.2.attn has separate q/k/v weights but lacks v"):
-        from_pytorchvideo(state)
+@pytest.mark.parametrize("layout, key, message", [
+    ("pytorchvideo", "blocks.2.attn.v.weight", "blocks.2.attn has separate q/k/v weights but lacks v"),
+    ("pyslowfast", "blocks.0.attn.k.bias", "blocks.0.attn has separate q/k/v biases but lacks k"),  # plural
+])
+def test_incomplete_separate_qkv_is_refused(layout, key, message):
+    state = reference_layout(mvit.build_model("mvit_tiny").state_dict(), layout, separate_qkv=True)
+    del state[key]
+    with pytest.raises(CheckpointError, match=message):
+        {"pytorchvideo": from_pytorchvideo, "pyslowfast": from_pyslowfast}[layout](state)
 
 
 def test_unknown_layouts_and_sources_are_refused():
@@ -295,13 +299,6 @@ def test_one_error_names_every_missing_unexpected_and_misshaped_key():
     assert "no counterpart in the pyslowfast -> mvit conversion: norm_stem.weight" in message
     assert "missing from the checkpoint: blocks.1.attn.pool_q.norm.weight" in message
     assert "shape of blocks.0.attn.proj.bias: checkpoint (33,), model (32,)" in message
-
-
-def test_incomplete_biases_are_named_in_plural():
-    state = reference_layout(mvit.build_model("mvit_tiny").state_dict(), "pyslowfast", separate_qkv=True)
-    del state["blocks.0.attn.k.bias"]
-    with pytest.raises(CheckpointError, match=r"blocks.0.attn has separate q/k/v biases but lacks k"):
-        from_pyslowfast(state)
 
 
 def test_a_wrong_source_is_named_with_the_right_one():
