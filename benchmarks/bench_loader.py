@@ -61,8 +61,16 @@ def synthetic_runs(root: Path, num_videos: int) -> tuple[dict, dict]:
     files = [root / path for path, _ in data.read_annotation_file(root / "train.csv")][:num_videos]
     indices = data.stride_clip(16, 8, 2, 0.5)
     for backend in BACKENDS:
-        dataset = data.VideoDataset(root / "train.csv", root, "train", num_frames=8, sampling_rate=2, crop_size=64,
-                                    augmentation=data.Augmentation(flip=False), backend=backend)
+        dataset = data.VideoDataset(
+            root / "train.csv",
+            root,
+            "train",
+            num_frames=8,
+            sampling_rate=2,
+            crop_size=64,
+            augmentation=data.Augmentation(flip=False),
+            backend=backend,
+        )
         items[backend] = lambda dataset=dataset: [dataset[i] for i in range(num_videos)]
         decode[backend] = lambda backend=backend: [data.read_frames(f, indices, backend) for f in files]
     return items, decode
@@ -73,17 +81,19 @@ def clip_runs(path: Path, num_clips: int) -> dict:
     with data.open_video(path, "pyav") as video:
         length = len(video)
     clips = [data.stride_clip(length, 16, 4, p) for p in (np.arange(num_clips) + 0.5) / num_clips]
-    return {backend: lambda backend=backend: [data.read_frames(path, c, backend) for c in clips]
-            for backend in BACKENDS}
+    return {
+        backend: lambda backend=backend: [data.read_frames(path, c, backend) for c in clips] for backend in BACKENDS
+    }
 
 
 def moving_square(num_frames: int, height: int = 240, width: int = 320) -> np.ndarray:
     """uint8 ``(T, H, W, 3)``: a white square crossing a fixed noise background."""
-    frames = np.repeat(np.random.default_rng(0).integers(0, 255, (1, height, width, 3), dtype=np.uint8),
-                       num_frames, axis=0)
+    frames = np.repeat(
+        np.random.default_rng(0).integers(0, 255, (1, height, width, 3), dtype=np.uint8), num_frames, axis=0
+    )
     for t in range(num_frames):
         left = 3 * t % (width - 40)
-        frames[t, 100:140, left:left + 40] = 255
+        frames[t, 100:140, left : left + 40] = 255
     return frames
 
 
@@ -101,17 +111,31 @@ def main() -> None:
         synthetic.generate(tmp, num_train=args.num_videos, num_val=0, num_frames=16, size=64, seed=0)
         generation = args.num_videos / (time.perf_counter() - start)
         items, decode = synthetic_runs(Path(tmp), args.num_videos)
-        rows.append(("synthetic 16x64x64 -> 8x2 clip, 64^2 crop, augmented",
-                     alternating_rates(items, args.num_videos, args.repeats)))
-        rows.append(("synthetic 16x64x64 -> 8x2 clip, decode only", alternating_rates(decode, args.num_videos,
-                                                                                      args.repeats)))
+        rows.append(
+            (
+                "synthetic 16x64x64 -> 8x2 clip, 64^2 crop, augmented",
+                alternating_rates(items, args.num_videos, args.repeats),
+            )
+        )
+        rows.append(
+            ("synthetic 16x64x64 -> 8x2 clip, decode only", alternating_rates(decode, args.num_videos, args.repeats))
+        )
         for seconds in (10, 60):
             path = data.write_video(Path(tmp) / f"{seconds}s.mp4", moving_square(30 * seconds), fps=30)
-            rows.append((f"{seconds} s 240x320 H.264 at 30 fps, 16x4 clip, decode only",
-                         alternating_rates(clip_runs(path, args.num_clips), args.num_clips, args.repeats)))
-    rows.append((f"{args.video} (1280x720 H.264), 16x4 clip, decode only",
-                 alternating_rates(clip_runs(data.sample_video_path(args.video), args.num_clips), args.num_clips,
-                                   args.repeats)))
+            rows.append(
+                (
+                    f"{seconds} s 240x320 H.264 at 30 fps, 16x4 clip, decode only",
+                    alternating_rates(clip_runs(path, args.num_clips), args.num_clips, args.repeats),
+                )
+            )
+    rows.append(
+        (
+            f"{args.video} (1280x720 H.264), 16x4 clip, decode only",
+            alternating_rates(
+                clip_runs(data.sample_video_path(args.video), args.num_clips), args.num_clips, args.repeats
+            ),
+        )
+    )
     print(f"synthetic set written at {generation:.0f} clips/s (render + H.264 encode, 1 process)")
     print(f"clips/s, median [min-max] of {args.repeats} alternating runs, 1 torch thread")
     print(f"{'input':56s} {'decord':>19s} {'PyAV':>19s} {'decord/PyAV':>12s}")

@@ -84,8 +84,20 @@ def memory_of(name: str, args: argparse.Namespace, device: torch.device) -> None
 def measure_memory_in_fresh_processes(args: argparse.Namespace) -> dict[str, list]:
     memory = {}
     for name in MODELS:
-        command = [sys.executable, os.path.abspath(__file__), "--memory-of", name, "--batch", str(args.batch),
-                   "--threads", str(args.threads), "--device", args.device, "--memory-rounds", str(args.memory_rounds)]
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--memory-of",
+            name,
+            "--batch",
+            str(args.batch),
+            "--threads",
+            str(args.threads),
+            "--device",
+            args.device,
+            "--memory-rounds",
+            str(args.memory_rounds),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         memory[name] = [p for p in json.loads(done.stdout.strip().splitlines()[-1])["peaks"] if p is not None]
     return memory
@@ -121,8 +133,10 @@ def main() -> None:
         difference = max((models[name].eval()(x) - reference).abs().max().item() for name in ("fused", "plain"))
     for model in models.values():
         model.train()
-    print(f"torch {torch.__version__}, {args.threads} threads, {device.type}: "
-          f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu_name()}")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {device.type}: "
+        f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else cpu_name()}"
+    )
     print(f"input {tuple(x.shape)}; same weights, eval logits differ by at most {difference:.2e}")
 
     for name in MODELS:  # warm-up
@@ -130,7 +144,7 @@ def main() -> None:
     wall: dict[str, list[float]] = {name: [] for name in MODELS}
     cpu: dict[str, list[float]] = {name: [] for name in MODELS}
     for r in range(args.rounds):
-        for name in MODELS[r % len(MODELS):] + MODELS[:r % len(MODELS)]:
+        for name in MODELS[r % len(MODELS) :] + MODELS[: r % len(MODELS)]:
             start_wall, start_cpu = time.perf_counter(), time.process_time()
             steps[name]()
             wall[name].append(time.perf_counter() - start_wall)
@@ -143,8 +157,10 @@ def main() -> None:
     for name in MODELS:
         ts = wall[name]
         mem = f"{statistics.median(memory[name]) / 2**20:9.0f}" if memory[name] else f"{'n/a':>9}"
-        print(f"{name:>12} {statistics.median(ts):9.2f} {min(ts):7.2f} {max(ts):7.2f} "
-              f"{statistics.median(cpu[name]):7.2f} {mem}")
+        print(
+            f"{name:>12} {statistics.median(ts):9.2f} {min(ts):7.2f} {max(ts):7.2f} "
+            f"{statistics.median(cpu[name]):7.2f} {mem}"
+        )
     for ours, theirs in (("fused", "torchvision"), ("plain", "torchvision"), ("fused", "plain")):
         speedup = statistics.median(wall[theirs]) / statistics.median(wall[ours])
         cpu_ratio = statistics.median(cpu[theirs]) / statistics.median(cpu[ours])
@@ -155,14 +171,28 @@ def main() -> None:
         print(line)
     print(f"(memory: median of {args.memory_rounds} steps each, each model alone in a fresh process)")
     if args.json:
-        figures = {name: {"wall_s": statistics.median(wall[name]), "cpu_s": statistics.median(cpu[name]),
-                          "peak_mib": statistics.median(memory[name]) / 2**20 if memory[name] else None}
-                   for name in MODELS}
+        figures = {
+            name: {
+                "wall_s": statistics.median(wall[name]),
+                "cpu_s": statistics.median(cpu[name]),
+                "peak_mib": statistics.median(memory[name]) / 2**20 if memory[name] else None,
+            }
+            for name in MODELS
+        }
         with open(args.json, "w") as f:
-            json.dump({"batch": args.batch, "threads": args.threads, "device": args.device, "rounds": args.rounds,
-                       "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-                       "hardware": cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device),
-                       "models": figures}, f, indent=1)
+            json.dump(
+                {
+                    "batch": args.batch,
+                    "threads": args.threads,
+                    "device": args.device,
+                    "rounds": args.rounds,
+                    "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+                    "hardware": cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device),
+                    "models": figures,
+                },
+                f,
+                indent=1,
+            )
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

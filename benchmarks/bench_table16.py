@@ -113,11 +113,21 @@ def measure_one(label: str, args: argparse.Namespace) -> dict:
     else:  # peak resident set size; Linux reports kilobytes
         process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     median = statistics.median(times)
-    return {"row": label, "preset": preset, "overrides": overrides, "input": list(model.config.input_size),
-            "params": sum(p.numel() for p in model.parameters()), "step_s": times, "median_step_s": median,
-            "clips_per_s": args.batch / median, "step_peak_bytes": None if None in peaks else max(peaks),
-            "process_peak_bytes": process_peak, "measure_wall_s": time.perf_counter() - started,
-            "paper_clips_per_s": paper_clips, "paper_memory_gb": paper_memory}
+    return {
+        "row": label,
+        "preset": preset,
+        "overrides": overrides,
+        "input": list(model.config.input_size),
+        "params": sum(p.numel() for p in model.parameters()),
+        "step_s": times,
+        "median_step_s": median,
+        "clips_per_s": args.batch / median,
+        "step_peak_bytes": None if None in peaks else max(peaks),
+        "process_peak_bytes": process_peak,
+        "measure_wall_s": time.perf_counter() - started,
+        "paper_clips_per_s": paper_clips,
+        "paper_memory_gb": paper_memory,
+    }
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -125,19 +135,43 @@ def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     rows = []
     for label in args.rows:
-        command = [sys.executable, os.path.abspath(__file__), "--one", label, "--device", args.device,
-                   "--batch", str(args.batch), "--warmup", str(args.warmup), "--steps", str(args.steps),
-                   "--precision", args.precision, "--threads", str(args.threads)]
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--one",
+            label,
+            "--device",
+            args.device,
+            "--batch",
+            str(args.batch),
+            "--warmup",
+            str(args.warmup),
+            "--steps",
+            str(args.steps),
+            "--precision",
+            args.precision,
+            "--threads",
+            str(args.threads),
+        ]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"measuring {label!r} failed:\n{done.stderr[-2000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     device = torch.device(args.device)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # other programs' share of the machine
-    return {"hardware": hardware(device), "load_average_after": load, "device": device.type, "threads": args.threads,
-            "batch": args.batch,
-            "precision": args.precision, "warmup": args.warmup, "steps": args.steps, "torch": torch.__version__,
-            "wall_s": time.perf_counter() - started, "rows": rows}
+    return {
+        "hardware": hardware(device),
+        "load_average_after": load,
+        "device": device.type,
+        "threads": args.threads,
+        "batch": args.batch,
+        "precision": args.precision,
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "torch": torch.__version__,
+        "wall_s": time.perf_counter() - started,
+        "rows": rows,
+    }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -174,15 +208,19 @@ def main(argv=None) -> None:
         print(json.dumps(measure_one(args.one, args)))
         return
     result = run(args)
-    print(f"{result['hardware']} ({result['device']}, {result['threads']} threads), batch {result['batch']}, "
-          f"{result['precision']}, {result['warmup']} warm-up + {result['steps']} timed steps per model, "
-          f"{result['wall_s']:.0f} s in all")
+    print(
+        f"{result['hardware']} ({result['device']}, {result['threads']} threads), batch {result['batch']}, "
+        f"{result['precision']}, {result['warmup']} warm-up + {result['steps']} timed steps per model, "
+        f"{result['wall_s']:.0f} s in all"
+    )
     print(f"{'row':>14} {'clips/s':>8} {'paper':>6} {'step peak MiB':>14} {'process peak MiB':>17}")
     for row in result["rows"]:
         step_peak = "n/a" if row["step_peak_bytes"] is None else f"{row['step_peak_bytes'] / 2**20:.0f}"
         process_peak = "n/a" if row["process_peak_bytes"] is None else f"{row['process_peak_bytes'] / 2**20:.0f}"
-        print(f"{row['row']:>14} {row['clips_per_s']:8.3f} {row['paper_clips_per_s']:6.1f} {step_peak:>14} "
-              f"{process_peak:>17}")
+        print(
+            f"{row['row']:>14} {row['clips_per_s']:8.3f} {row['paper_clips_per_s']:6.1f} {step_peak:>14} "
+            f"{process_peak:>17}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

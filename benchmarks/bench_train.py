@@ -100,8 +100,13 @@ def engine_overhead(rounds: int, train_size: int, epochs: int) -> dict:
     train_mem, val_mem = materialise(train_set), materialise(val_set)
     batch, steps_per_epoch = base.data.batch_size, train_size // base.data.batch_size
     peak = scaled_lr(base.optim.lr, batch, base.optim.lr_reference_batch)
-    schedule = WarmupCosine(peak_lr=peak, total_steps=epochs * steps_per_epoch, warmup_steps=steps_per_epoch,
-                            start_lr=peak * base.optim.warmup_start_ratio, final_lr=peak * base.optim.final_lr_ratio)
+    schedule = WarmupCosine(
+        peak_lr=peak,
+        total_steps=epochs * steps_per_epoch,
+        warmup_steps=steps_per_epoch,
+        start_lr=peak * base.optim.warmup_start_ratio,
+        final_lr=peak * base.optim.final_lr_ratio,
+    )
 
     def bare() -> list[float]:
         """The training steps alone: forward, smoothed-target loss, backward, clip, AdamW; per-step stamps."""
@@ -114,7 +119,7 @@ def engine_overhead(rounds: int, train_size: int, epochs: int) -> dict:
         for _ in range(epochs):
             order = torch.randperm(train_size)
             for i in range(steps_per_epoch):
-                idx = order[i * batch:(i + 1) * batch]
+                idx = order[i * batch : (i + 1) * batch]
                 targets = smooth_one_hot(y_all[idx], model_cfg.num_classes, base.augment.label_smoothing)
                 loss = soft_target_cross_entropy(model(x_all[idx]), targets)
                 loss.backward()
@@ -141,7 +146,7 @@ def engine_overhead(rounds: int, train_size: int, epochs: int) -> dict:
 
     def steps_per_s(stamps: list[float]) -> float:
         """Steps/s within epochs: the gaps between consecutive steps of one epoch (epoch ends excluded)."""
-        epoch_stamps = [stamps[e * steps_per_epoch:(e + 1) * steps_per_epoch] for e in range(epochs)]
+        epoch_stamps = [stamps[e * steps_per_epoch : (e + 1) * steps_per_epoch] for e in range(epochs)]
         gaps = [b - a for one in epoch_stamps for a, b in zip(one, one[1:])]
         return len(gaps) / sum(gaps)
 
@@ -150,8 +155,12 @@ def engine_overhead(rounds: int, train_size: int, epochs: int) -> dict:
         ends = [stamps[e * steps_per_epoch] - stamps[e * steps_per_epoch - 1] for e in range(1, epochs)]
         return statistics.mean(ends) - 1 / steps_per_s(stamps)
 
-    variants = {"bare": None, "engine": ("run.progress=false",), "engine+tqdm": ("run.progress=true",),
-                "engine+checkpoint_every_step": ("run.progress=false", "run.checkpoint_every_steps=1")}
+    variants = {
+        "bare": None,
+        "engine": ("run.progress=false",),
+        "engine+tqdm": ("run.progress=true",),
+        "engine+checkpoint_every_step": ("run.progress=false", "run.checkpoint_every_steps=1"),
+    }
     rates: dict[str, list[float]] = {name: [] for name in variants}
     ends, totals = [], []
     engine(("run.progress=false",))  # warm-up
@@ -168,30 +177,48 @@ def engine_overhead(rounds: int, train_size: int, epochs: int) -> dict:
     profile = cProfile.Profile()
     engine(("run.progress=false",), profile)
     stats = pstats.Stats(profile)
-    parts = {"training steps (_train_epoch)": "_train_epoch", "optimizer step (_optimizer_step)": "_optimizer_step",
-             "data loader (next batch)": "__next__", "of which per-sample RNG seeding (SeededSamples)": "_seeded",
-             "label smoothing / Mixup (MixupCutmix)": "__call__", "metrics.jsonl (MetricLog.write)": "write",
-             "checkpoints (_save)": "_save", "validation (_evaluate)": "_evaluate", "finite check before saves":
-             "_check_finite_state", "setup (_Run.__init__)": "__init__"}
+    parts = {
+        "training steps (_train_epoch)": "_train_epoch",
+        "optimizer step (_optimizer_step)": "_optimizer_step",
+        "data loader (next batch)": "__next__",
+        "of which per-sample RNG seeding (SeededSamples)": "_seeded",
+        "label smoothing / Mixup (MixupCutmix)": "__call__",
+        "metrics.jsonl (MetricLog.write)": "write",
+        "checkpoints (_save)": "_save",
+        "validation (_evaluate)": "_evaluate",
+        "finite check before saves": "_check_finite_state",
+        "setup (_Run.__init__)": "__init__",
+    }
     seconds = {}
     for label, func in parts.items():
         where = {"__next__": "dataloader", "__call__": "mixup", "write": "engine/log"}.get(func, "mvit/engine")
-        hits = [cum for f, (_, _, _, cum, _) in stats.stats.items()  # type: ignore[attr-defined]
-                if f[2] == func and where in f[0]]
+        hits = [
+            cum
+            for f, (_, _, _, cum, _) in stats.stats.items()  # type: ignore[attr-defined]
+            if f[2] == func and where in f[0]
+        ]
         seconds[label] = round(max(hits, default=0.0), 3)
     median = {name: statistics.median(r) for name, r in rates.items()}
-    return {"device": f"CPU ({platform.processor() or platform.machine()}, 1 thread)", "torch": torch.__version__,
-            "model": "mvit_tiny (cpu_synthetic_mvit)", "input": list(model_cfg.input_size), "batch": batch,
-            "steps_per_epoch": steps_per_epoch, "epochs": epochs, "rounds": rounds,
-            "steps_per_s_median": {k: round(v, 3) for k, v in median.items()},
-            "steps_per_s_all": {k: [round(x, 3) for x in v] for k, v in rates.items()},
-            "engine_slowdown_vs_bare": round(median["bare"] / median["engine"] - 1, 4),
-            # per round (runs back to back see about the same machine): bare / engine - 1
-            "engine_slowdown_paired_median": round(statistics.median(
-                b / e - 1 for b, e in zip(rates["bare"], rates["engine"])), 4),
-            "engine_epoch_end_s": round(statistics.median(ends), 3),
-            "engine_run_wall_s": round(statistics.median(totals), 3),
-            "engine_profile_cumulative_s": {"whole run (train)": round(stats.total_tt, 3), **seconds}}
+    return {
+        "device": f"CPU ({platform.processor() or platform.machine()}, 1 thread)",
+        "torch": torch.__version__,
+        "model": "mvit_tiny (cpu_synthetic_mvit)",
+        "input": list(model_cfg.input_size),
+        "batch": batch,
+        "steps_per_epoch": steps_per_epoch,
+        "epochs": epochs,
+        "rounds": rounds,
+        "steps_per_s_median": {k: round(v, 3) for k, v in median.items()},
+        "steps_per_s_all": {k: [round(x, 3) for x in v] for k, v in rates.items()},
+        "engine_slowdown_vs_bare": round(median["bare"] / median["engine"] - 1, 4),
+        # per round (runs back to back see about the same machine): bare / engine - 1
+        "engine_slowdown_paired_median": round(
+            statistics.median(b / e - 1 for b, e in zip(rates["bare"], rates["engine"])), 4
+        ),
+        "engine_epoch_end_s": round(statistics.median(ends), 3),
+        "engine_run_wall_s": round(statistics.median(totals), 3),
+        "engine_profile_cumulative_s": {"whole run (train)": round(stats.total_tt, 3), **seconds},
+    }
 
 
 def main() -> None:
@@ -199,14 +226,24 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch", type=int, default=None, help="clips per step (default: 4 on CUDA, 1 on CPU)")
     parser.add_argument("--rounds", type=int, default=None, help="timed steps per model (default: 10 CUDA, 2 CPU)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per model first (default: 3 CUDA, 1 CPU)")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="untimed steps per model first (default: 3 CUDA, 1 CPU)"
+    )
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    parser.add_argument("--pool-mode", default="conv", choices=("conv", "max"),
-                        help="our model's pooling (torchvision's mvit_v1_b is conv only)")
+    parser.add_argument(
+        "--pool-mode",
+        default="conv",
+        choices=("conv", "max"),
+        help="our model's pooling (torchvision's mvit_v1_b is conv only)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile both models")
     parser.add_argument("--checkpointing", action="store_true", help="activation checkpointing in our model")
-    parser.add_argument("--engine", action="store_true", help="instead: the engine's overhead over a bare loop "
-                        "(mvit_tiny, cpu_synthetic_mvit, 1 thread); --rounds repetitions (default 3)")
+    parser.add_argument(
+        "--engine",
+        action="store_true",
+        help="instead: the engine's overhead over a bare loop "
+        "(mvit_tiny, cpu_synthetic_mvit, 1 thread); --rounds repetitions (default 3)",
+    )
     parser.add_argument("--train-size", type=int, default=320, help="--engine: training clips (batch 16)")
     parser.add_argument("--epochs", type=int, default=3, help="--engine: epochs per run")
     args = parser.parse_args()
@@ -239,15 +276,27 @@ def main() -> None:
     for _ in range(rounds):  # alternate: ours, torchvision, ours, ...
         for name, step in steps.items():
             times[name].append(timed(step, device))
-    result = {"device": torch.cuda.get_device_name(device) if cuda else f"CPU ({platform.processor() or platform.machine()}, "
-              f"{torch.get_num_threads()} threads)", "torch": torch.__version__, "batch": batch,
-              "input": list(shape[1:]), "precision": args.precision, "pool_mode": args.pool_mode,
-              "compile": args.compile, "activation_checkpointing": args.checkpointing, "rounds": rounds}
+    result = {
+        "device": torch.cuda.get_device_name(device)
+        if cuda
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "batch": batch,
+        "input": list(shape[1:]),
+        "precision": args.precision,
+        "pool_mode": args.pool_mode,
+        "compile": args.compile,
+        "activation_checkpointing": args.checkpointing,
+        "rounds": rounds,
+    }
     for name, step in steps.items():
         median = statistics.median(times[name])
         peak = measure(step, repeats=1, warmup=0, device=device).peak_bytes
-        result[name] = {"clips_per_s": round(batch / median, 3), "median_step_s": round(median, 4),
-                        "peak_memory_gb": None if peak is None else round(peak / 2**30, 3)}
+        result[name] = {
+            "clips_per_s": round(batch / median, 3),
+            "median_step_s": round(median, 4),
+            "peak_memory_gb": None if peak is None else round(peak / 2**30, 3),
+        }
     result["ratio_clips_per_s"] = round(result["ours"]["clips_per_s"] / result["torchvision"]["clips_per_s"], 3)
     if result["ours"]["peak_memory_gb"] and result["torchvision"]["peak_memory_gb"]:
         result["ratio_memory"] = round(result["ours"]["peak_memory_gb"] / result["torchvision"]["peak_memory_gb"], 3)

@@ -42,9 +42,16 @@ POOL_KERNELS = ((3, 3, 3), "stride+1")
 def candidates():
     """Every layout of the search space, as `build_model("mvit_b_16x4", **overrides)` overrides."""
     for depth0, heads, kv_stride, adaptive, kernel in itertools.product(
-            FIRST_STAGE_DEPTHS, FIRST_STAGE_HEADS, KV_STRIDES, KV_ADAPTIVE, POOL_KERNELS):
-        yield dict(TABLE_3C, stage_depths=(depth0, 7, 6), num_heads=heads, kv_stride=kv_stride,
-                   kv_stride_adaptive=adaptive, pool_kernel=kernel)
+        FIRST_STAGE_DEPTHS, FIRST_STAGE_HEADS, KV_STRIDES, KV_ADAPTIVE, POOL_KERNELS
+    ):
+        yield dict(
+            TABLE_3C,
+            stage_depths=(depth0, 7, 6),
+            num_heads=heads,
+            kv_stride=kv_stride,
+            kv_stride_adaptive=adaptive,
+            pool_kernel=kernel,
+        )
     for depth0, heads in itertools.product(FIRST_STAGE_DEPTHS, FIRST_STAGE_HEADS):  # no K/V pooling
         yield dict(TABLE_3C, stage_depths=(depth0, 7, 6), num_heads=heads, kv_stride=None)
 
@@ -74,10 +81,12 @@ def main() -> None:
             model = mvit.build_model("mvit_b_16x4", **o)
         counted = count_flops(model, (1, 3, *model.config.input_size))
         assert abs(counted - gflops) < 1e-6, (counted, gflops)
-        print(f"{params_m:9.3f} {100 * (params_m / PAPER_PARAMS_M - 1):+6.2f} {counted:7.2f} "
-              f"{100 * (counted / PAPER_GFLOPS - 1):+6.2f}  depths={o['stage_depths']} heads={o['num_heads']} "
-              f"kv_stride={o['kv_stride']}{'' if o.get('kv_stride_adaptive', True) else ' fixed'} "
-              f"kernel={o.get('pool_kernel', (3, 3, 3))}")
+        print(
+            f"{params_m:9.3f} {100 * (params_m / PAPER_PARAMS_M - 1):+6.2f} {counted:7.2f} "
+            f"{100 * (counted / PAPER_GFLOPS - 1):+6.2f}  depths={o['stage_depths']} heads={o['num_heads']} "
+            f"kv_stride={o['kv_stride']}{'' if o.get('kv_stride_adaptive', True) else ' fixed'} "
+            f"kernel={o.get('pool_kernel', (3, 3, 3))}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ class ScriptError(Exception):
 
 def entry_point(main: Callable[..., int]) -> Callable[..., int]:
     """`main` that prints a `ScriptError` as one ``error: ...`` line on stderr and returns 2."""
+
     @functools.wraps(main)
     def wrapper(*args, **kwargs) -> int:
         try:
@@ -38,14 +39,16 @@ def entry_point(main: Callable[..., int]) -> Callable[..., int]:
         except ScriptError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_USAGE
+
     return wrapper
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
     """A parser whose help is the script's docstring `doc` (first paragraph above, the rest below)."""
     description, _, epilog = doc.partition("\n\n")
-    p = argparse.ArgumentParser(description=description, epilog=epilog,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (created; existing outputs are kept)")
     p.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
     return p
@@ -95,8 +98,10 @@ def read_csv_rows(path: Path, columns: set[str], what: str) -> Iterator[tuple[in
         for row in reader:
             if None in row.values() or None in row:  # a short row (values None) or a long one (key None)
                 count = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None, ()))
-                raise ScriptError(f"{path}:{reader.line_num}: {count} fields where the header has "
-                                  f"{len(reader.fieldnames)}; expected {what}")
+                raise ScriptError(
+                    f"{path}:{reader.line_num}: {count} fields where the header has "
+                    f"{len(reader.fieldnames)}; expected {what}"
+                )
             yield reader.line_num, row
     except csv.Error as error:
         raise ScriptError(f"{path}:{reader.line_num}: malformed CSV ({error}); expected {what}") from None
@@ -107,8 +112,9 @@ def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(_text(path, what))
     except json.JSONDecodeError as error:
-        raise ScriptError(f"{path}:{error.lineno}: invalid JSON at column {error.colno} ({error.msg}); "
-                          f"expected {what}") from None
+        raise ScriptError(
+            f"{path}:{error.lineno}: invalid JSON at column {error.colno} ({error.msg}); expected {what}"
+        ) from None
 
 
 def line_of_entries(path: Path) -> list[int]:
@@ -131,8 +137,10 @@ def safe_name(name: object, where: str, what: str) -> str:
     """`name` if it can be a file name inside --out (letters, digits, ``_ - .``, not starting with a
     dot: no ``/``, no ``..``), else a `ScriptError` naming it and `where` it came from."""
     if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
-        raise ScriptError(f"{where}: {what} {name!r} is not a plain name (letters, digits, '_', '-', '.'; no '/' "
-                          "or leading '.'), so it could name a path outside --out; fix or remove that entry")
+        raise ScriptError(
+            f"{where}: {what} {name!r} is not a plain name (letters, digits, '_', '-', '.'; no '/' "
+            "or leading '.'), so it could name a path outside --out; fix or remove that entry"
+        )
     return name
 
 

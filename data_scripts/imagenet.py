@@ -34,8 +34,10 @@ WNID = re.compile(r"n\d{8}")
 def wnid(name: str, where: str) -> str:
     """`name` if it is a WordNet id like ``n01440764``, else an error naming `where` it came from."""
     if not WNID.fullmatch(name):
-        raise ScriptError(f"{where}: {name!r} is not an ImageNet class id ('n' and 8 digits, e.g. n01440764); "
-                          "fix or remove that entry")
+        raise ScriptError(
+            f"{where}: {name!r} is not an ImageNet class id ('n' and 8 digits, e.g. n01440764); "
+            "fix or remove that entry"
+        )
     return name
 
 
@@ -43,8 +45,9 @@ def read_val_labels(path: Path) -> dict[str, str]:
     """{image file name: wnid} from LOC_val_solution.csv or ``<image> <wnid>`` lines."""
     labels = {}
     if path.suffix == ".csv":
-        for number, row in read_csv_rows(path, {"ImageId", "PredictionString"},
-                                         "LOC_val_solution.csv (columns ImageId,PredictionString)"):
+        for number, row in read_csv_rows(
+            path, {"ImageId", "PredictionString"}, "LOC_val_solution.csv (columns ImageId,PredictionString)"
+        ):
             where = f"{path}:{number}"
             fields = row["PredictionString"].split()
             if not fields:
@@ -99,8 +102,10 @@ def prepare_val(val: Path, labels: dict[str, str], out: Path, mode: str, dry_run
     images = sorted(val.glob("*.JPEG"))
     unlabelled = [image.name for image in images if image.name not in labels]
     if unlabelled:
-        raise ScriptError(f"{len(unlabelled)} images in {val} have no label, e.g. {unlabelled[:3]}; "
-                          "is --val-labels the ILSVRC 2012 validation list?")
+        raise ScriptError(
+            f"{len(unlabelled)} images in {val} have no label, e.g. {unlabelled[:3]}; "
+            "is --val-labels the ILSVRC 2012 validation list?"
+        )
     todo = [image for image in images if not (out / "val" / labels[image.name] / image.name).exists()]
     log.info(f"val: {len(images)} images in {len(set(labels.values()))} classes, {len(todo)} to place ({mode})")
     if dry_run:
@@ -115,8 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train", type=Path, help="training images: <wnid>.tar files or class folders")
     p.add_argument("--val", type=Path, help="folder of the validation images")
     p.add_argument("--val-labels", type=Path, help="LOC_val_solution.csv or '<image> <wnid>' lines")
-    p.add_argument("--mode", choices=("symlink", "hardlink", "copy"), default="symlink",
-                   help="how validation images are placed (default symlink)")
+    p.add_argument(
+        "--mode",
+        choices=("symlink", "hardlink", "copy"),
+        default="symlink",
+        help="how validation images are placed (default symlink)",
+    )
     args = p.parse_args(argv)
     setup_logging()
     if args.train is None and args.val is None:

@@ -25,8 +25,20 @@ import subprocess
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from _common import (ScriptError, entry_point, log, parser, read_csv_rows, require, run_all, safe_name, setup_logging,
-                     slug, write_annotations, write_lines)
+from _common import (
+    ScriptError,
+    entry_point,
+    log,
+    parser,
+    read_csv_rows,
+    require,
+    run_all,
+    safe_name,
+    setup_logging,
+    slug,
+    write_annotations,
+    write_lines,
+)
 
 SPLIT_NAMES = {"train": "train", "validate": "val", "val": "val", "test": "test"}
 Downloader = Callable[[str, Path], None]
@@ -61,8 +73,10 @@ def read_csv(path: Path) -> list[Clip]:
         except ValueError:
             start = end = math.nan
         if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
-            raise ScriptError(f"{where}: time_start={row['time_start']!r}, time_end={row['time_end']!r} must be "
-                              "numbers of seconds with 0 <= time_start < time_end")
+            raise ScriptError(
+                f"{where}: time_start={row['time_start']!r}, time_end={row['time_end']!r} must be "
+                "numbers of seconds with 0 <= time_start < time_end"
+            )
         clips.append(Clip(youtube_id, start, end, split, row["label"]))
     return clips
 
@@ -75,11 +89,25 @@ def find_raw(raw_dir: Path, youtube_id: str) -> Path | None:
 def yt_dlp_download(youtube_id: str, raw_dir: Path) -> None:
     """Download one YouTube video with yt-dlp into ``raw_dir/<youtube_id>.<ext>``."""
     if shutil.which("yt-dlp") is None:
-        raise RuntimeError("yt-dlp is not installed (pip install yt-dlp); or download the videos yourself "
-                           "into --raw-dir as <youtube_id>.mp4 and pass --skip-download")
-    subprocess.run(["yt-dlp", "--quiet", "--no-warnings", "-f", "mp4/bestvideo", "-o",
-                    str(raw_dir / f"{youtube_id}.%(ext)s"), f"https://www.youtube.com/watch?v={youtube_id}"],
-                   check=True, capture_output=True, timeout=600)
+        raise RuntimeError(
+            "yt-dlp is not installed (pip install yt-dlp); or download the videos yourself "
+            "into --raw-dir as <youtube_id>.mp4 and pass --skip-download"
+        )
+    subprocess.run(
+        [
+            "yt-dlp",
+            "--quiet",
+            "--no-warnings",
+            "-f",
+            "mp4/bestvideo",
+            "-o",
+            str(raw_dir / f"{youtube_id}.%(ext)s"),
+            f"https://www.youtube.com/watch?v={youtube_id}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
 
 
 def prepare_clip(clip: Clip, raw_dir: Path, out: Path, short_side: int, download: Downloader | None) -> str | None:
@@ -117,30 +145,44 @@ def main(argv: list[str] | None = None, download: Downloader | None = yt_dlp_dow
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     args = p.parse_args(argv)
     setup_logging()
-    clips = [clip for path in args.csv for clip in
-             read_csv(require(path, "annotation CSV", "get it from the Kinetics release (train.csv, validate.csv)"))]
+    clips = [
+        clip
+        for path in args.csv
+        for clip in read_csv(
+            require(path, "annotation CSV", "get it from the Kinetics release (train.csv, validate.csv)")
+        )
+    ]
     if not clips:
         raise ScriptError(f"no labelled clips in {[str(c) for c in args.csv]}")
     classes = sorted({clip.label for clip in clips})
     todo = [clip for clip in clips if not (args.out / clip.path).exists()]
     have_raw = 0 if not args.raw_dir.is_dir() else sum(find_raw(args.raw_dir, c.youtube_id) is not None for c in todo)
-    log.info(f"{len(clips)} clips in {len(classes)} classes; {len(clips) - len(todo)} already prepared, "
-             f"{len(todo)} to do ({have_raw} already downloaded)")
+    log.info(
+        f"{len(clips)} clips in {len(classes)} classes; {len(clips) - len(todo)} already prepared, "
+        f"{len(todo)} to do ({have_raw} already downloaded)"
+    )
     if args.dry_run:
         log.info("dry run: nothing written")
         return 0
     if args.skip_download:
         require(args.raw_dir, "--raw-dir", "point it at the folder of downloaded videos")
     args.raw_dir.mkdir(parents=True, exist_ok=True)
-    work = functools.partial(prepare_clip, raw_dir=args.raw_dir, out=args.out, short_side=args.short_side,
-                             download=None if args.skip_download else download)
+    work = functools.partial(
+        prepare_clip,
+        raw_dir=args.raw_dir,
+        out=args.out,
+        short_side=args.short_side,
+        download=None if args.skip_download else download,
+    )
     failed = run_all(todo, work, args.workers)
     index = {name: i for i, name in enumerate(classes)}
     args.out.mkdir(parents=True, exist_ok=True)
     write_lines(args.out / "classes.txt", classes)
     for split in sorted({clip.split for clip in clips}):
-        count = write_annotations(args.out / f"{split}.csv", ((c.path, index[c.label]) for c in clips
-                                                              if c.split == split and (args.out / c.path).exists()))
+        count = write_annotations(
+            args.out / f"{split}.csv",
+            ((c.path, index[c.label]) for c in clips if c.split == split and (args.out / c.path).exists()),
+        )
         log.info(f"{args.out / f'{split}.csv'}: {count} clips")
     write_lines(args.out / "failed.txt", (f"{clip.youtube_id} {clip.path}: {reason}" for clip, reason in failed))
     log.info(f"{len(failed)} clips failed (listed in {args.out / 'failed.txt'}); run again to retry them")

@@ -30,10 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.num_train, args.num_val) < 0:
         p.error("--num-train and --num-val must be >= 0")
     total = args.num_train + args.num_val
-    existing = sum(1 for split in ("train", "val") for _ in (args.out / split).glob("*.mp4")) \
-        if args.out.is_dir() else 0
-    log.info(f"{total} videos of {args.num_frames} x {args.size} x {args.size} into {args.out} "
-             f"({existing} already there)")
+    existing = (
+        sum(1 for split in ("train", "val") for _ in (args.out / split).glob("*.mp4")) if args.out.is_dir() else 0
+    )
+    log.info(
+        f"{total} videos of {args.num_frames} x {args.size} x {args.size} into {args.out} ({existing} already there)"
+    )
     if args.dry_run:
         log.info("dry run: nothing written")
         return 0
@@ -45,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         raise ScriptError(str(error)) from None
     seconds = time.perf_counter() - start
-    log.info(f"wrote {paths['train']}, {paths['val']}, {paths['classes']} in {seconds:.1f} s "
-             f"({(total - existing) / max(seconds, 1e-9):.0f} new clips/s)")
+    log.info(
+        f"wrote {paths['train']}, {paths['val']}, {paths['classes']} in {seconds:.1f} s "
+        f"({(total - existing) / max(seconds, 1e-9):.0f} new clips/s)"
+    )
     return 0
 
 

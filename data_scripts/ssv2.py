@@ -21,19 +21,36 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from _common import (ScriptError, entry_point, line_of_entries, link, log, parser, read_json, require, run_all,
-                     safe_name, setup_logging, write_annotations, write_lines)
+from _common import (
+    ScriptError,
+    entry_point,
+    line_of_entries,
+    link,
+    log,
+    parser,
+    read_json,
+    require,
+    run_all,
+    safe_name,
+    setup_logging,
+    write_annotations,
+    write_lines,
+)
 
-LABEL_FILES = {"classes": "something-something-v2-labels.json", "train": "something-something-v2-train.json",
-               "val": "something-something-v2-validation.json"}
+LABEL_FILES = {
+    "classes": "something-something-v2-labels.json",
+    "train": "something-something-v2-train.json",
+    "val": "something-something-v2-validation.json",
+}
 
 
 def read_classes(path: Path) -> dict[str, int]:
     """The labels file ``{"template": "index", ...}`` -> {template: label}."""
     names = read_json(path, 'an object {"<template>": "<index>", ...}')
     if not isinstance(names, dict) or not names:
-        raise ScriptError(f'{path}: expected a JSON object {{"<template>": "<index>", ...}}, '
-                          f"got {type(names).__name__}")
+        raise ScriptError(
+            f'{path}: expected a JSON object {{"<template>": "<index>", ...}}, got {type(names).__name__}'
+        )
     classes = {}
     for name, index in names.items():
         if not str(index).isdigit():
@@ -57,8 +74,10 @@ def read_split(path: Path, classes: dict[str, int]) -> list[tuple[str, int]]:
             raise ScriptError(f'{where}: expected an object with "id" and "template", got {str(entry)[:200]}')
         template = entry["template"].replace("[", "").replace("]", "")
         if template not in classes:
-            raise ScriptError(f"{where}: the template {template!r} is not in {LABEL_FILES['classes']}; is "
-                              f"{path.name} from the same release?")
+            raise ScriptError(
+                f"{where}: the template {template!r} is not in {LABEL_FILES['classes']}; is "
+                f"{path.name} from the same release?"
+            )
         samples.append((safe_name(str(entry["id"]), where, "video id"), classes[template]))
     return samples
 
@@ -89,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     hint = "download Something-Something v2 from its publisher and unpack it"
     require(args.videos, "video folder", hint)
     classes = read_classes(require(args.labels / LABEL_FILES["classes"], "label file", hint))
-    splits = {split: read_split(require(args.labels / LABEL_FILES[split], "label file", hint), classes)
-              for split in ("train", "val")}
+    splits = {
+        split: read_split(require(args.labels / LABEL_FILES[split], "label file", hint), classes)
+        for split in ("train", "val")
+    }
     ids = [video_id for samples in splits.values() for video_id, _ in samples]
     if args.no_transcode:
         relative = {video_id: f"webm/{video_id}.webm" for video_id in ids}
@@ -98,20 +119,27 @@ def main(argv: list[str] | None = None) -> int:
     else:
         relative = {video_id: f"videos/{video_id}.mp4" for video_id in ids}
         todo = [video_id for video_id in ids if not (args.out / relative[video_id]).exists()]
-    log.info(f"{len(classes)} classes; train {len(splits['train'])}, val {len(splits['val'])} videos; "
-             f"{len(todo)} to transcode")
+    log.info(
+        f"{len(classes)} classes; train {len(splits['train'])}, val {len(splits['val'])} videos; "
+        f"{len(todo)} to transcode"
+    )
     if args.dry_run:
         log.info("dry run: nothing written")
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     if args.no_transcode:
         link(args.out / "webm", args.videos)
-    failed = run_all(todo, functools.partial(transcode_one, videos=args.videos, out=args.out,
-                                             short_side=args.short_side), args.workers)
+    failed = run_all(
+        todo,
+        functools.partial(transcode_one, videos=args.videos, out=args.out, short_side=args.short_side),
+        args.workers,
+    )
     write_lines(args.out / "classes.txt", sorted(classes, key=classes.get))
     for split, samples in splits.items():
-        count = write_annotations(args.out / f"{split}.csv", ((relative[v], label) for v, label in samples
-                                                              if (args.out / relative[v]).exists()))
+        count = write_annotations(
+            args.out / f"{split}.csv",
+            ((relative[v], label) for v, label in samples if (args.out / relative[v]).exists()),
+        )
         log.info(f"{args.out / f'{split}.csv'}: {count} videos (paths relative to {args.out})")
     write_lines(args.out / "failed.txt", (f"{video_id}: {reason}" for video_id, reason in failed))
     log.info(f"{len(failed)} videos failed (listed in {args.out / 'failed.txt'})")

@@ -16,8 +16,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _common import (ScriptError, entry_point, link, log, parser, read_lines, require, safe_name, setup_logging,
-                     write_annotations, write_lines)
+from _common import (
+    ScriptError,
+    entry_point,
+    link,
+    log,
+    parser,
+    read_lines,
+    require,
+    safe_name,
+    setup_logging,
+    write_annotations,
+    write_lines,
+)
 
 
 def read_classes(path: Path) -> dict[str, int]:
@@ -65,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         samples = read_list(require(args.splits / f"{kind}list0{args.split}.txt", "split file", hint), classes)
         missing = [path for path, _ in samples if not (args.videos / path).is_file()]
         if missing:
-            raise ScriptError(f"{len(missing)} videos of {kind}list0{args.split}.txt are not in {args.videos}, "
-                              f"e.g. {missing[:3]}; is the folder complete?")
+            raise ScriptError(
+                f"{len(missing)} videos of {kind}list0{args.split}.txt are not in {args.videos}, "
+                f"e.g. {missing[:3]}; is the folder complete?"
+            )
         outputs[args.out / f"{name}.csv"] = [(f"videos/{path}", label) for path, label in samples]
     todo = {path: samples for path, samples in outputs.items() if args.force or not path.exists()}
     log.info(f"{len(classes)} classes, split {args.split}; {len(todo)} of {len(outputs)} annotation files to write")

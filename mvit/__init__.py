@@ -8,8 +8,7 @@ from .configs import MViTConfig, block_schedule, get_config, list_models
 from .model import MViT, build_model
 
 __version__ = "0.1.0"
-__all__ = ["MViT", "MViTConfig", "block_schedule", "build_model", "get_config", "list_models", "profile",
-           "__version__"]
+__all__ = ["MViT", "MViTConfig", "block_schedule", "build_model", "get_config", "list_models", "profile", "__version__"]
 
 PROFILES = ("cpu", "gpu")
 

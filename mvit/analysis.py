@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from .attention import AttentionMap
-from .configs import MViTConfig, Triple, pool_padding, block_schedule
+from .configs import MViTConfig, Triple, block_schedule, pool_padding
 
 CLS_TOKEN_RULES = ("renormalize", "zero")
 
@@ -88,13 +88,16 @@ def block_grids(config: MViTConfig) -> list[tuple[TokenGrid, TokenGrid]]:
     grid = pixels.pooled(config.patch_kernel, config.patch_stride, config.patch_padding)
     grids = []
     for spec in block_schedule(config):
+
         def pool(kernel: Optional[Triple], stride: Triple) -> TokenGrid:
             return grid if kernel is None else grid.pooled(kernel, stride, pool_padding(kernel))
 
         q_grid, kv_grid = pool(spec.q_kernel, spec.q_stride), pool(spec.kv_kernel, spec.kv_stride)
         if (q_grid.thw, kv_grid.thw) != (spec.out_thw, spec.kv_thw):  # the schedule and Pool must agree
-            raise AssertionError(f"block {spec.index}: grids {q_grid.thw}, {kv_grid.thw} disagree with the "
-                                 f"schedule's {spec.out_thw}, {spec.kv_thw}")
+            raise AssertionError(
+                f"block {spec.index}: grids {q_grid.thw}, {kv_grid.thw} disagree with the "
+                f"schedule's {spec.out_thw}, {spec.kv_thw}"
+            )
         grids.append((q_grid, kv_grid))
         grid = q_grid
     return grids
@@ -114,9 +117,15 @@ def max_distance(input_size: Triple, frame_scale: Optional[float] = None) -> flo
     return math.sqrt(time + (h - 1) ** 2 + (w - 1) ** 2)
 
 
-def mean_attention_distance(maps: Sequence[AttentionMap], model_config: MViTConfig, *,
-                            input_size: Optional[Triple] = None, frame_scale: Optional[float] = None,
-                            cls_token: str = "renormalize", normalize: bool = True) -> list[torch.Tensor]:
+def mean_attention_distance(
+    maps: Sequence[AttentionMap],
+    model_config: MViTConfig,
+    *,
+    input_size: Optional[Triple] = None,
+    frame_scale: Optional[float] = None,
+    cls_token: str = "renormalize",
+    normalize: bool = True,
+) -> list[torch.Tensor]:
     """Mean attention distance of every head of every block, averaged over the inputs of one batch.
 
     Args:
@@ -138,8 +147,10 @@ def mean_attention_distance(maps: Sequence[AttentionMap], model_config: MViTConf
     config = model_config if input_size is None else dataclasses.replace(model_config, input_size=tuple(input_size))
     grids = block_grids(config)
     if len(maps) != len(grids):
-        raise ValueError(f"got {len(maps)} attention maps for a model of {len(grids)} blocks; pass all of "
-                         "model.forward_features(x, return_attention=True)[1]")
+        raise ValueError(
+            f"got {len(maps)} attention maps for a model of {len(grids)} blocks; pass all of "
+            "model.forward_features(x, return_attention=True)[1]"
+        )
     scale = max_distance(config.input_size, frame_scale) if normalize else 1.0
     distances = []
     for index, (m, (q_grid, kv_grid)) in enumerate(zip(maps, grids)):
@@ -223,8 +234,15 @@ def _group_accuracy(confusion: Sequence[Sequence[int]], labels: Sequence[int]) -
     return (100.0 * sum(confusion[i][i] for i in labels) / total if total else float("nan")), total
 
 
-def frame_shuffle_accuracy(model: nn.Module, loader: Iterable, *, seed: int = 0, multi_view: bool = False,
-                           groups: Optional[Mapping[str, Sequence[int]]] = None, **evaluate_kwargs) -> dict:
+def frame_shuffle_accuracy(
+    model: nn.Module,
+    loader: Iterable,
+    *,
+    seed: int = 0,
+    multi_view: bool = False,
+    groups: Optional[Mapping[str, Sequence[int]]] = None,
+    **evaluate_kwargs,
+) -> dict:
     """Table 9's test: top-1 accuracy (percent) on `loader` with the frames in order and with every
     clip's frames randomly shuffled at test time (the model is trained without shuffling).
 
@@ -248,8 +266,14 @@ def frame_shuffle_accuracy(model: nn.Module, loader: Iterable, *, seed: int = 0,
     return result
 
 
-def plot_attention_distance(distances: Sequence[torch.Tensor], ax=None, *, label: Optional[str] = None,
-                            color: Optional[str] = None, title: Optional[str] = None):
+def plot_attention_distance(
+    distances: Sequence[torch.Tensor],
+    ax=None,
+    *,
+    label: Optional[str] = None,
+    color: Optional[str] = None,
+    title: Optional[str] = None,
+):
     """Fig. A.6's scatter: one point per head, block index on x, mean attention distance on y, and a
     line through the per-block mean over heads. ``distances``: one ``(heads,)`` tensor per block (as
     returned by `mean_attention_distance`). Returns the matplotlib axes."""
@@ -259,8 +283,13 @@ def plot_attention_distance(distances: Sequence[torch.Tensor], ax=None, *, label
     xs = [i for i, d in enumerate(distances) for _ in range(d.numel())]
     ys = [float(v) for d in distances for v in d]
     points = ax.scatter(xs, ys, s=18, alpha=0.7, color=color, label=label)
-    ax.plot(range(len(distances)), [float(d.mean()) for d in distances], color=points.get_facecolor()[0],
-            alpha=0.5, linewidth=1)
+    ax.plot(
+        range(len(distances)),
+        [float(d.mean()) for d in distances],
+        color=points.get_facecolor()[0],
+        alpha=0.5,
+        linewidth=1,
+    )
     ax.set_xlabel("block")
     ax.set_ylabel("mean attention distance")
     ax.set_xticks(range(len(distances)))

@@ -47,9 +47,19 @@ class MultiScaleAttention(nn.Module):
     ``(T', H', W')``.
     """
 
-    def __init__(self, dim: int, num_heads: int, q_kernel: Optional[Triple] = None, q_stride: Triple = (1, 1, 1),
-                 kv_kernel: Optional[Triple] = None, kv_stride: Triple = (1, 1, 1), pool_mode: str = "conv",
-                 qkv_bias: bool = True, has_cls: bool = True, norm_eps: float = 1e-6) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        q_kernel: Optional[Triple] = None,
+        q_stride: Triple = (1, 1, 1),
+        kv_kernel: Optional[Triple] = None,
+        kv_stride: Triple = (1, 1, 1),
+        pool_mode: str = "conv",
+        qkv_bias: bool = True,
+        has_cls: bool = True,
+        norm_eps: float = 1e-6,
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
@@ -67,8 +77,9 @@ class MultiScaleAttention(nn.Module):
         self.pool_k = pool(kv_kernel, kv_stride)
         self.pool_v = pool(kv_kernel, kv_stride)
 
-    def forward(self, x: torch.Tensor, thw: Triple, return_attention: bool = False
-                ) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
+    def forward(
+        self, x: torch.Tensor, thw: Triple, return_attention: bool = False
+    ) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
         q, k, v = self.split_heads(self.qkv(x))  # Q = X W_Q, K = X W_K, V = X W_V
         return self.attend(q, k, v, thw, return_attention)
 
@@ -78,8 +89,9 @@ class MultiScaleAttention(nn.Module):
         q, k, v = qkv.view(b, n, 3, self.num_heads, self.head_dim).unbind(2)
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, thw: Triple, return_attention: bool = False
-               ) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, thw: Triple, return_attention: bool = False
+    ) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
         """Pool Q, K and V on the grid `thw`, attend, merge the heads and project: ``(B, h, N, d)`` each ->
         ``(B, N_q, D)``, the query grid, and the attention map when asked for (explicit softmax)."""
         b = q.shape[0]

@@ -65,23 +65,32 @@ class MultiScaleBlock(nn.Module):
         self.stage_skip = cfg.stage_skip
         self.norm1 = nn.LayerNorm(spec.dim_in, eps=cfg.norm_eps)
         self.attn = MultiScaleAttention(
-            spec.dim_in, spec.num_heads, spec.q_kernel, spec.q_stride, spec.kv_kernel, spec.kv_stride,
-            pool_mode=cfg.pool_mode, qkv_bias=cfg.qkv_bias, has_cls=cfg.cls_token, norm_eps=cfg.pool_norm_eps,
+            spec.dim_in,
+            spec.num_heads,
+            spec.q_kernel,
+            spec.q_stride,
+            spec.kv_kernel,
+            spec.kv_stride,
+            pool_mode=cfg.pool_mode,
+            qkv_bias=cfg.qkv_bias,
+            has_cls=cfg.cls_token,
+            norm_eps=cfg.pool_norm_eps,
         )
         self.pool_skip = (
             Pool("max", spec.dim_in, spec.skip_kernel, spec.q_stride, has_cls=cfg.cls_token)
-            if spec.skip_kernel is not None else None
+            if spec.skip_kernel is not None
+            else None
         )
         self.drop_path = DropPath(spec.drop_path)
         self.norm2 = nn.LayerNorm(spec.dim_in, eps=cfg.norm_eps)
         self.mlp = MLP(spec.dim_in, int(spec.dim_in * cfg.mlp_ratio), spec.dim_out)
         self.proj = (
-            nn.Linear(spec.dim_in, spec.dim_out)
-            if spec.dim_in != spec.dim_out and cfg.stage_skip != "none" else None
+            nn.Linear(spec.dim_in, spec.dim_out) if spec.dim_in != spec.dim_out and cfg.stage_skip != "none" else None
         )
 
-    def forward(self, x: torch.Tensor, thw: Triple, return_attention: bool = False
-                ) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
+    def forward(
+        self, x: torch.Tensor, thw: Triple, return_attention: bool = False
+    ) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
         y, out_thw, attention_map = self.attn(self.norm1(x), thw, return_attention)
         x = self.residual(x, thw) + self.drop_path(y)  # X' = P(X; Θ_Q) + DropPath(MHPA(LN(X)))
         x_norm = self.norm2(x)

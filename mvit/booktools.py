@@ -29,10 +29,11 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import tomllib
 
 if TYPE_CHECKING:  # the book extra; imported where it is used, so that `import mvit` never needs it
     import nbformat
@@ -52,8 +53,22 @@ COLAB_CELL_TAG = "remove-cell"
 COLAB_MARKER = "# On Colab: install the `mvit` package"
 
 # Words that stand for "fill in your own" in a repository URL, and host names reserved for examples (RFC 2606).
-_PLACEHOLDER_WORDS = {"your-org", "your_org", "yourorg", "your-name", "your-username", "your-user", "username",
-                      "owner", "org", "name", "repo", "xxx", "todo", "changeme"}
+_PLACEHOLDER_WORDS = {
+    "your-org",
+    "your_org",
+    "yourorg",
+    "your-name",
+    "your-username",
+    "your-user",
+    "username",
+    "owner",
+    "org",
+    "name",
+    "repo",
+    "xxx",
+    "todo",
+    "changeme",
+}
 _PLACEHOLDER_HOSTS = re.compile(r"(^|\.)(example\.(com|org|net)|example|invalid|test|localhost)$")
 _GITHUB = re.compile(
     r"^(?:https://github\.com/|git@github\.com:|ssh://git@github\.com/)"
@@ -111,8 +126,12 @@ def parse_repository(url: str, branch: str = "", path_to_book: str = "") -> Repo
             f"the book's repository {url!r} is not a GitHub repository URL; set it to https://github.com/OWNER/NAME "
             f"(Colab opens notebooks from GitHub only), or leave it empty for a site without launch buttons"
         )
-    return Repository(match["owner"], match["name"], (branch or DEFAULT_BRANCH).strip(),
-                      (path_to_book or DEFAULT_PATH).strip().strip("/"))
+    return Repository(
+        match["owner"],
+        match["name"],
+        (branch or DEFAULT_BRANCH).strip(),
+        (path_to_book or DEFAULT_PATH).strip().strip("/"),
+    )
 
 
 def config_repository(config: Path | str = CONFIG) -> dict:
@@ -120,8 +139,9 @@ def config_repository(config: Path | str = CONFIG) -> dict:
     return (yaml.safe_load(Path(config).read_text()) or {}).get("repository") or {}
 
 
-def book_repository(url: str = "", branch: str = "", path_to_book: str = "",
-                    environ: dict | None = None) -> Repository | None:
+def book_repository(
+    url: str = "", branch: str = "", path_to_book: str = "", environ: dict | None = None
+) -> Repository | None:
     """The repository setting in use: ``MVIT_BOOK_REPO`` / ``MVIT_BOOK_BRANCH`` when set, else the values given
     (the ``repository`` section of ``_config.yml``); None when there is no repository."""
     environ = os.environ if environ is None else environ
@@ -133,8 +153,9 @@ def book_repository(url: str = "", branch: str = "", path_to_book: str = "",
 def configured_repository(config: Path | str = CONFIG, environ: dict | None = None) -> Repository | None:
     """`book_repository` with the values of ``config`` (the root ``_config.yml``)."""
     section = config_repository(config)
-    return book_repository(section.get("url") or "", section.get("branch") or "", section.get("path_to_book") or "",
-                           environ)
+    return book_repository(
+        section.get("url") or "", section.get("branch") or "", section.get("path_to_book") or "", environ
+    )
 
 
 def git_origin_repository(cwd: Path | str = ROOT) -> Repository:
@@ -142,8 +163,10 @@ def git_origin_repository(cwd: Path | str = ROOT) -> Repository:
     result = subprocess.run(["git", "remote", "get-url", "origin"], cwd=cwd, capture_output=True, text=True)
     url = result.stdout.strip()
     if result.returncode != 0 or not url:
-        raise RepositoryError("this clone has no remote `origin`; add one (git remote add origin URL) or set "
-                              f"{REPO_VARIABLE}=https://github.com/OWNER/NAME")
+        raise RepositoryError(
+            "this clone has no remote `origin`; add one (git remote add origin URL) or set "
+            f"{REPO_VARIABLE}=https://github.com/OWNER/NAME"
+        )
     repository = parse_repository(url)
     if repository is None:
         raise RepositoryError(f"the remote `origin` ({url}) is a placeholder; set {REPO_VARIABLE} instead")
@@ -161,11 +184,13 @@ def colab_cell_source(repository: Repository | None, version: str) -> str:
 
     Short lines in the formatter's style (double quotes, sorted imports), so that formatting a notebook leaves the
     cell as it is."""
-    head = (f"{COLAB_MARKER} this book is written with\n"
-            f"# (version {version}, with its video extra). Anywhere else the package is\n"
-            "# installed already (see the README) and this cell does nothing.\n"
-            "import sys\n\n"
-            'if "google.colab" in sys.modules:\n')
+    head = (
+        f"{COLAB_MARKER} this book is written with\n"
+        f"# (version {version}, with its video extra). Anywhere else the package is\n"
+        "# installed already (see the README) and this cell does nothing.\n"
+        "import sys\n\n"
+        'if "google.colab" in sys.modules:\n'
+    )
     if repository is None:
         return head + (
             "    raise RuntimeError(\n"
@@ -188,6 +213,7 @@ def colab_cell_source(repository: Repository | None, version: str) -> str:
 def colab_cell(repository: Repository | None, version: str) -> nbformat.NotebookNode:
     """The Colab install cell as a notebook cell (stable id, tagged so that the site leaves it out)."""
     import nbformat
+
     cell = nbformat.v4.new_code_cell(colab_cell_source(repository, version), id=COLAB_CELL_ID)
     cell.metadata["tags"] = [COLAB_CELL_TAG]
     return cell
@@ -218,6 +244,7 @@ def with_colab_cell(nb: nbformat.NotebookNode, expected: nbformat.NotebookNode) 
     """A copy of ``nb`` whose cell 0 is ``expected``: an existing Colab cell is updated in place and moved to 0,
     keeping its other tags; every other cell is left as it is."""
     import nbformat
+
     nb = nbformat.from_dict(nb)
     old = [c for c in nb.cells if _is_colab_cell(c)]
     cell = nbformat.from_dict(expected)
@@ -238,6 +265,7 @@ def _notebooks(book: Path) -> list[Path]:
 def check_colab_cells(book: Path | str, repository: Repository | None, version: str) -> list[str]:
     """One line per notebook of ``book`` whose cell 0 is not the current Colab install cell (empty: all are)."""
     import nbformat
+
     expected = colab_cell(repository, version)
     problems = []
     for path in _notebooks(Path(book)):
@@ -250,6 +278,7 @@ def check_colab_cells(book: Path | str, repository: Repository | None, version: 
 def write_colab_cells(book: Path | str, repository: Repository | None, version: str) -> list[Path]:
     """Insert or update cell 0 of every notebook of ``book``; returns the notebooks that changed."""
     import nbformat
+
     expected = colab_cell(repository, version)
     changed = []
     for path in _notebooks(Path(book)):
@@ -279,8 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         repository = configured_repository()
         if args.command == "repository":
             if repository is None:
-                print(f"no public repository: {REPO_VARIABLE} is unset and repository.url in {CONFIG.name} is empty "
-                      "or a placeholder, so the site has no launch or repository buttons")
+                print(
+                    f"no public repository: {REPO_VARIABLE} is unset and repository.url in {CONFIG.name} is empty "
+                    "or a placeholder, so the site has no launch or repository buttons"
+                )
             else:
                 print(f"{repository.url} branch {repository.branch} book {repository.path_to_book}/")
             return 0
@@ -293,8 +324,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"run `python -m mvit.booktools colab-cell --write {args.book}` to update them", file=sys.stderr)
             return 1 if problems else 0
         changed = write_colab_cells(args.book, repository, version)
-        print(f"updated the Colab install cell of {len(changed)} notebooks in {args.book}/ "
-              f"({repository.url if repository else 'no repository set'}, mvit {version})")
+        print(
+            f"updated the Colab install cell of {len(changed)} notebooks in {args.book}/ "
+            f"({repository.url if repository else 'no repository set'}, mvit {version})"
+        )
         return 0
     except (RepositoryError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -32,18 +32,27 @@ EXIT_CONFIG = 2  # a bad config or argument (argparse uses 2 as well)
 EXIT_NON_FINITE = 3  # the loss became NaN or infinite
 # what a user's mistake raises: a config, a checkpoint or a path given on the command line (or in a recipe),
 # a dataset with more unreadable files than it allows
-USER_ERRORS = (ConfigError, convert.CheckpointError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-               PermissionError, TooManyFailures)
+USER_ERRORS = (
+    ConfigError,
+    convert.CheckpointError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+    TooManyFailures,
+)
 
 
 def config_reference() -> str:
     """Every config key with its type and default, section by section (for ``train --help``)."""
-    lines = ["config keys (key=value on the command line, values read as YAML; defaults are the paper's "
-             "Kinetics recipe):"]
+    lines = [
+        "config keys (key=value on the command line, values read as YAML; defaults are the paper's Kinetics recipe):"
+    ]
     for key, kind, default, comment in describe_keys():
         lines.append(f"  {key} = {default!r}  [{kind}]" + (f"\n      {comment}" if comment else ""))
-    lines.append("  model.config.<field>: any MViTConfig field (see mvit.configs.MViTConfig), e.g. "
-                 "model.config.drop_path=0.1")
+    lines.append(
+        "  model.config.<field>: any MViTConfig field (see mvit.configs.MViTConfig), e.g. model.config.drop_path=0.1"
+    )
     lines.append("  data.options.<name>: a further keyword argument of the dataset class")
     lines.append(f"recipes (mvit/recipes): {', '.join(list_recipes())}")
     return "\n".join(lines)
@@ -54,69 +63,115 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mvit", description=__doc__, formatter_class=fmt)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true",
-                        help="on a user error, print the Python traceback as well as the error line")
+    common.add_argument(
+        "--debug", action="store_true", help="on a user error, print the Python traceback as well as the error line"
+    )
 
-    train = sub.add_parser("train", parents=[common],
-                           help="train a model with a recipe (resumes if DIR holds a checkpoint)",
-                           description="Train with the paper's recipe on the CPU, one GPU or many (torchrun). "
-                           "Resumes automatically when DIR holds checkpoint.pt. Writes DIR/checkpoint.pt, "
-                           "metrics.jsonl, config.yaml, environment.json.",
-                           epilog=config_reference(), formatter_class=fmt)
-    train.add_argument("--config", required=True, metavar="RECIPE_OR_FILE",
-                       help="a shipped recipe name (see below) or a YAML file")
+    train = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train a model with a recipe (resumes if DIR holds a checkpoint)",
+        description="Train with the paper's recipe on the CPU, one GPU or many (torchrun). "
+        "Resumes automatically when DIR holds checkpoint.pt. Writes DIR/checkpoint.pt, "
+        "metrics.jsonl, config.yaml, environment.json.",
+        epilog=config_reference(),
+        formatter_class=fmt,
+    )
+    train.add_argument(
+        "--config", required=True, metavar="RECIPE_OR_FILE", help="a shipped recipe name (see below) or a YAML file"
+    )
     train.add_argument("--output-dir", required=True, metavar="DIR", help="folder for checkpoints and logs")
-    train.add_argument("overrides", nargs="*", metavar="key=value",
-                       help="config overrides with dotted keys, e.g. optim.epochs=5 model.config.drop_path=0.1")
+    train.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides with dotted keys, e.g. optim.epochs=5 model.config.drop_path=0.1",
+    )
 
-    ev = sub.add_parser("eval", parents=[common],
-                        help="evaluate a checkpoint: clip-level and video-level (multi-view) accuracy",
-                        description="Evaluate weights on the recipe's validation data: 'val' is clip-level "
-                        "(one centre clip per video), 'test' video-level (data.num_clips x data.num_crops views, "
-                        "softmax scores averaged). Prints top-1/top-5 as JSON.", formatter_class=fmt)
+    ev = sub.add_parser(
+        "eval",
+        parents=[common],
+        help="evaluate a checkpoint: clip-level and video-level (multi-view) accuracy",
+        description="Evaluate weights on the recipe's validation data: 'val' is clip-level "
+        "(one centre clip per video), 'test' video-level (data.num_clips x data.num_crops views, "
+        "softmax scores averaged). Prints top-1/top-5 as JSON.",
+        formatter_class=fmt,
+    )
     ev.add_argument("--config", required=True, metavar="RECIPE_OR_FILE", help="recipe name or YAML file")
-    ev.add_argument("--checkpoint", required=True, metavar="FILE",
-                    help="a training checkpoint.pt, a state dict, or torchvision / PySlowFast / pytorchvideo weights")
-    ev.add_argument("--source", default="auto", choices=("auto", *convert.SOURCES),
-                    help="layout of the checkpoint's weights (default: detected from its keys)")
-    ev.add_argument("--splits", default="val,test", metavar="LIST",
-                    help="comma-separated: val (clip-level), test (multi-view); default val,test")
-    ev.add_argument("--output", metavar="FILE.json",
-                    help="also write the full results (per-class accuracy, confusion matrix) here")
+    ev.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="FILE",
+        help="a training checkpoint.pt, a state dict, or torchvision / PySlowFast / pytorchvideo weights",
+    )
+    ev.add_argument(
+        "--source",
+        default="auto",
+        choices=("auto", *convert.SOURCES),
+        help="layout of the checkpoint's weights (default: detected from its keys)",
+    )
+    ev.add_argument(
+        "--splits",
+        default="val,test",
+        metavar="LIST",
+        help="comma-separated: val (clip-level), test (multi-view); default val,test",
+    )
+    ev.add_argument(
+        "--output", metavar="FILE.json", help="also write the full results (per-class accuracy, confusion matrix) here"
+    )
     ev.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, as for train")
 
-    fl = sub.add_parser("flops", parents=[common], help="parameters and GFLOPs (multiply-adds) of a model",
-                        description="Parameters and forward GFLOPs per view (one multiply-add = one FLOP, the "
-                        "paper's convention; conv, linear, matmul and attention counted, see mvit.complexity).",
-                        formatter_class=fmt)
+    fl = sub.add_parser(
+        "flops",
+        parents=[common],
+        help="parameters and GFLOPs (multiply-adds) of a model",
+        description="Parameters and forward GFLOPs per view (one multiply-add = one FLOP, the "
+        "paper's convention; conv, linear, matmul and attention counted, see mvit.complexity).",
+        formatter_class=fmt,
+    )
     fl.add_argument("model", metavar="MODEL", help="a preset of mvit.list_models()")
-    fl.add_argument("--input-size", type=int, nargs=3, metavar=("T", "H", "W"),
-                    help="clip size (default: the preset's input_size)")
-    fl.add_argument("--blocks", action="store_true",
-                    help="also print a table of every block: token grids, channels, heads, params, GMACs")
-    fl.add_argument("overrides", nargs="*", metavar="field=value",
-                    help="MViTConfig overrides, e.g. pool_mode=max num_classes=600")
+    fl.add_argument(
+        "--input-size", type=int, nargs=3, metavar=("T", "H", "W"), help="clip size (default: the preset's input_size)"
+    )
+    fl.add_argument(
+        "--blocks",
+        action="store_true",
+        help="also print a table of every block: token grids, channels, heads, params, GMACs",
+    )
+    fl.add_argument(
+        "overrides", nargs="*", metavar="field=value", help="MViTConfig overrides, e.g. pool_mode=max num_classes=600"
+    )
 
-    cv = sub.add_parser("convert", parents=[common], formatter_class=fmt,
-                        help="convert checkpoints between torchvision / PySlowFast / pytorchvideo and this package",
-                        description="Rename (and reshape) the weights of a checkpoint into this package's layout "
-                        "(--from) or from it into torchvision's (--to torchvision). With --model, the result is "
-                        "loaded strictly into that preset first, so a mismatch is reported before anything is written. "
-                        "Loading the reference configurations: see mvit.convert (for example PySlowFast's "
-                        "MVIT_B_32x3_CONV.yaml: --model mvit_b_24_32x3 num_classes=400 pool_kernel=stride+1; "
-                        "pytorchvideo 0.1.5: pool_norm_eps=1e-5).")
+    cv = sub.add_parser(
+        "convert",
+        parents=[common],
+        formatter_class=fmt,
+        help="convert checkpoints between torchvision / PySlowFast / pytorchvideo and this package",
+        description="Rename (and reshape) the weights of a checkpoint into this package's layout "
+        "(--from) or from it into torchvision's (--to torchvision). With --model, the result is "
+        "loaded strictly into that preset first, so a mismatch is reported before anything is written. "
+        "Loading the reference configurations: see mvit.convert (for example PySlowFast's "
+        "MVIT_B_32x3_CONV.yaml: --model mvit_b_24_32x3 num_classes=400 pool_kernel=stride+1; "
+        "pytorchvideo 0.1.5: pool_norm_eps=1e-5).",
+    )
     cv.add_argument("input", metavar="IN", help="checkpoint file to read (torch.save format)")
     cv.add_argument("output", metavar="OUT", help="state dict file to write")
     direction = cv.add_mutually_exclusive_group(required=True)
-    direction.add_argument("--from", dest="source", choices=("auto", *convert.SOURCES[1:]),
-                           help="the layout of IN, converted to this package's")
-    direction.add_argument("--to", dest="target", choices=("torchvision",),
-                           help="convert IN (this package's layout) to this layout")
+    direction.add_argument(
+        "--from",
+        dest="source",
+        choices=("auto", *convert.SOURCES[1:]),
+        help="the layout of IN, converted to this package's",
+    )
+    direction.add_argument(
+        "--to", dest="target", choices=("torchvision",), help="convert IN (this package's layout) to this layout"
+    )
     cv.add_argument("--model", metavar="MODEL", help="check the weights against this preset (recommended)")
     cv.add_argument("overrides", nargs="*", metavar="field=value", help="MViTConfig overrides for --model")
 
-    sub.add_parser("recipes", parents=[common], help="list the shipped recipes",
-                   description="List the recipes in mvit/recipes.")
+    sub.add_parser(
+        "recipes", parents=[common], help="list the shipped recipes", description="List the recipes in mvit/recipes."
+    )
     return parser
 
 
@@ -146,8 +201,10 @@ def _check_output_file(path: str, option: str) -> None:
         raise ConfigError(f"{option} {path} is a folder; give a file name, e.g. {file / 'out'}")
     if not folder.is_dir():
         state = "is a file, not a folder" if folder.exists() else "does not exist"
-        raise ConfigError(f"{option} {path}: the folder {folder} {state}; create the folder first "
-                          f"(mkdir -p {folder}) or choose another path")
+        raise ConfigError(
+            f"{option} {path}: the folder {folder} {state}; create the folder first "
+            f"(mkdir -p {folder}) or choose another path"
+        )
     if not os.access(folder, os.W_OK | os.X_OK) or (file.exists() and not os.access(file, os.W_OK)):
         raise ConfigError(f"{option} {path} cannot be written (no write permission); choose a path you can write to")
 
@@ -161,8 +218,9 @@ def _check_output_dir(path: str, option: str) -> None:
     if not existing.is_dir():
         raise ConfigError(f"{option} {path} cannot be created: {existing} is a file; choose another folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {path} cannot be written: {existing} is read-only for this user; "
-                          "choose another folder")
+        raise ConfigError(
+            f"{option} {path} cannot be written: {existing} is read-only for this user; choose another folder"
+        )
 
 
 def _write_atomically(path: str, write: Callable[[Path], None]) -> None:
@@ -233,8 +291,17 @@ def _flops(args: argparse.Namespace) -> int:
     model = _build_model(args.model, overrides)
     shape = (1, model.config.in_channels, *model.config.input_size)
     params, gflops = count_params(model), count_flops(model, shape)
-    print(json.dumps({"model": args.model, "input": list(shape[1:]), "params": params,
-                      "params_M": round(params / 1e6, 3), "gflops_per_view": round(gflops, 3)}))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "input": list(shape[1:]),
+                "params": params,
+                "params_M": round(params / 1e6, 3),
+                "gflops_per_view": round(gflops, 3),
+            }
+        )
+    )
     if args.blocks:
         print(format_table(flops_by_block(model, shape)))
     return 0

@@ -58,8 +58,9 @@ def _meta_flop_counts(model: nn.Module, input_shape: Sequence[int]) -> FlopCount
     through `torch.func.functional_call`. The model runs in eval mode (restored afterwards)."""
     if len(input_shape) not in (4, 5):
         raise ValueError(f"input_shape must be (B, C, T, H, W) or (B, C, H, W), got {tuple(input_shape)}")
-    tensors = {name: torch.empty_like(t, device="meta") for name, t in (*model.named_parameters(),
-                                                                         *model.named_buffers())}
+    tensors = {
+        name: torch.empty_like(t, device="meta") for name, t in (*model.named_parameters(), *model.named_buffers())
+    }
     x = torch.empty(tuple(input_shape), device="meta")
     was_training = model.training
     model.eval()
@@ -109,8 +110,20 @@ def flops_by_block(model: nn.Module, input_shape: Sequence[int]) -> list[BlockCo
     rows = []
     for spec, block in zip(schedule, blocks):
         macs = sum(per_module.get(f"{root}.blocks.{spec.index}", {}).values()) / 2
-        rows.append(BlockCost(spec.index, spec.stage, spec.in_thw, spec.out_thw, spec.kv_thw, spec.dim_in,
-                              spec.dim_out, spec.num_heads, count_params(block), macs / 1e9))
+        rows.append(
+            BlockCost(
+                spec.index,
+                spec.stage,
+                spec.in_thw,
+                spec.out_thw,
+                spec.kv_thw,
+                spec.dim_in,
+                spec.dim_out,
+                spec.num_heads,
+                count_params(block),
+                macs / 1e9,
+            )
+        )
     return rows
 
 
@@ -120,15 +133,21 @@ def format_table(rows: Sequence[BlockCost]) -> str:
     def grid(thw: Triple) -> str:
         return "x".join(map(str, thw))
 
-    head = f"{'block':>5} {'stage':>5} {'in grid':>9} {'out grid':>9} {'kv grid':>9} {'dims':>9} " \
-           f"{'heads':>5} {'params':>11} {'GMACs':>8}"
+    head = (
+        f"{'block':>5} {'stage':>5} {'in grid':>9} {'out grid':>9} {'kv grid':>9} {'dims':>9} "
+        f"{'heads':>5} {'params':>11} {'GMACs':>8}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         dims = f"{r.dim_in}->{r.dim_out}" if r.dim_in != r.dim_out else str(r.dim_in)
-        lines.append(f"{r.index:>5} {r.stage:>5} {grid(r.in_thw):>9} {grid(r.out_thw):>9} {grid(r.kv_thw):>9} "
-                     f"{dims:>9} {r.num_heads:>5} {r.params:>11,} {r.gmacs:>8.3f}")
-    lines.append(f"{'total':>5} {'':>5} {'':>9} {'':>9} {'':>9} {'':>9} {'':>5} "
-                 f"{sum(r.params for r in rows):>11,} {sum(r.gmacs for r in rows):>8.3f}")
+        lines.append(
+            f"{r.index:>5} {r.stage:>5} {grid(r.in_thw):>9} {grid(r.out_thw):>9} {grid(r.kv_thw):>9} "
+            f"{dims:>9} {r.num_heads:>5} {r.params:>11,} {r.gmacs:>8.3f}"
+        )
+    lines.append(
+        f"{'total':>5} {'':>5} {'':>9} {'':>9} {'':>9} {'':>9} {'':>5} "
+        f"{sum(r.params for r in rows):>11,} {sum(r.gmacs for r in rows):>8.3f}"
+    )
     return "\n".join(lines)
 
 
@@ -267,8 +286,9 @@ def peak_memory(fn: Callable[[], object], device: "str | torch.device" = "cpu") 
     return max(_proc_status("VmHWM") - before, 0)
 
 
-def measure(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
-            device: "str | torch.device" = "cpu") -> Measurement:
+def measure(
+    fn: Callable[[], object], repeats: int = 5, warmup: int = 1, device: "str | torch.device" = "cpu"
+) -> Measurement:
     """Time `fn` (a full step, e.g. forward + backward) and measure its peak memory.
 
     Time: `warmup` untimed calls, then the median wall time of `repeats` calls (CUDA is synchronised

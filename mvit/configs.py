@@ -292,14 +292,33 @@ PRESETS: dict[str, tuple[str, dict]] = {
     "mvit_tiny": ("a small video MViT for CPU experiments (this book)", dict(_TINY_VIDEO)),
     "vit_tiny": (
         "a ViT of similar size to mvit_tiny, no pooling (this book)",
-        dict(_TINY_VIDEO, embed_dim=64, num_heads=2, stage_depths=(4,), q_stride=None, kv_stride=None,
-             patch_kernel=(2, 8, 8), patch_stride=(2, 8, 8), patch_padding=(0, 0, 0), pos_embed="joint"),
+        dict(
+            _TINY_VIDEO,
+            embed_dim=64,
+            num_heads=2,
+            stage_depths=(4,),
+            q_stride=None,
+            kv_stride=None,
+            patch_kernel=(2, 8, 8),
+            patch_stride=(2, 8, 8),
+            patch_padding=(0, 0, 0),
+            pos_embed="joint",
+        ),
     ),
     "mvit_tiny_img": ("a small image MViT for CPU experiments (this book)", dict(_TINY_IMAGE)),
     "vit_tiny_img": (
         "a ViT of similar size to mvit_tiny_img, no pooling (this book)",
-        dict(_TINY_IMAGE, embed_dim=64, num_heads=2, stage_depths=(4,), q_stride=None, kv_stride=None,
-             patch_kernel=(1, 4, 4), patch_stride=(1, 4, 4), patch_padding=(0, 0, 0)),
+        dict(
+            _TINY_IMAGE,
+            embed_dim=64,
+            num_heads=2,
+            stage_depths=(4,),
+            q_stride=None,
+            kv_stride=None,
+            patch_kernel=(1, 4, 4),
+            patch_stride=(1, 4, 4),
+            patch_padding=(0, 0, 0),
+        ),
     ),
 }
 
@@ -322,8 +341,16 @@ def get_config(name: str, **overrides) -> MViTConfig:
         detail = "; ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
         raise ValueError(f"Unknown MViTConfig field(s) {detail}. Valid fields: {', '.join(sorted(fields))}")
     params = {**PRESETS[name][1], **overrides}
-    for key in ("input_size", "patch_kernel", "patch_stride", "patch_padding", "q_stride", "kv_stride",
-                "stage_depths", "pool_kernel"):
+    for key in (
+        "input_size",
+        "patch_kernel",
+        "patch_stride",
+        "patch_padding",
+        "q_stride",
+        "kv_stride",
+        "stage_depths",
+        "pool_kernel",
+    ):
         if isinstance(params.get(key), list):
             params[key] = tuple(params[key])
     return MViTConfig(**params)

@@ -195,8 +195,9 @@ def _listing(keys: list[str], limit: int = 20) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def _rename(state_dict: Mapping[str, torch.Tensor], rules: list[_Rule], to_ours: bool,
-            direction: str) -> tuple[StateDict, list[str]]:
+def _rename(
+    state_dict: Mapping[str, torch.Tensor], rules: list[_Rule], to_ours: bool, direction: str
+) -> tuple[StateDict, list[str]]:
     """Apply `rules` to every key; return the renamed tensors and the problems (keys no rule matches)."""
     src, dst = ("theirs", "ours") if to_ours else ("ours", "theirs")
     compiled = [(_pattern(getattr(rule, src)), rule) for rule in rules]
@@ -215,8 +216,10 @@ def _rename(state_dict: Mapping[str, torch.Tensor], rules: list[_Rule], to_ours:
         return out, []
     problem = f"{len(orphans)} key(s) have no counterpart in the {direction} conversion: {_listing(orphans)}."
     if any("rel_pos" in key for key in orphans):
-        problem += (" This converter handles MViT v1 (paper §3) checkpoints; relative positions, residual pooling "
-                    "and other MViTv2 parts have no equivalent in this package.")
+        problem += (
+            " This converter handles MViT v1 (paper §3) checkpoints; relative positions, residual pooling "
+            "and other MViTv2 parts have no equivalent in this package."
+        )
     return out, [problem]
 
 
@@ -225,8 +228,10 @@ def unwrap(checkpoint: Mapping) -> StateDict:
     other trainers (this package's included) under ``state_dict`` or ``model``; a ``module.`` prefix left by
     DistributedDataParallel is removed. Raises `CheckpointError` when there is no dict of tensors."""
     if not isinstance(checkpoint, Mapping):
-        raise CheckpointError(f"expected a state dict or a checkpoint dict, got a {type(checkpoint).__name__}; "
-                              f"save the weights with torch.save(model.state_dict(), path)")
+        raise CheckpointError(
+            f"expected a state dict or a checkpoint dict, got a {type(checkpoint).__name__}; "
+            f"save the weights with torch.save(model.state_dict(), path)"
+        )
     for wrapper in ("model_state", "state_dict", "model"):
         inner = checkpoint.get(wrapper)
         if isinstance(inner, Mapping):
@@ -241,7 +246,7 @@ def unwrap(checkpoint: Mapping) -> StateDict:
     if not checkpoint:
         raise CheckpointError("the checkpoint holds no weights (an empty dict)")
     if all(k.startswith("module.") for k in checkpoint):
-        checkpoint = {k[len("module."):]: v for k, v in checkpoint.items()}
+        checkpoint = {k[len("module.") :]: v for k, v in checkpoint.items()}
     return dict(checkpoint)
 
 
@@ -251,13 +256,17 @@ def _unreadable(path: Path, err: Exception) -> str:
     detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
     if detail and "Unsupported global" in detail[1]:
         name = re.search(r"GLOBAL (\S+)", detail[1])
-        return (f"{path} holds Python objects besides tensors ({name[1] if name else detail[1]}), which are "
-                f"not unpickled, for safety (torch.load(weights_only=True)); if you trust the file, load it "
-                f"with weights_only=False and save its state dict alone with torch.save")
+        return (
+            f"{path} holds Python objects besides tensors ({name[1] if name else detail[1]}), which are "
+            f"not unpickled, for safety (torch.load(weights_only=True)); if you trust the file, load it "
+            f"with weights_only=False and save its state dict alone with torch.save"
+        )
     first = re.split(r"(?<=[.!?])\s", text.strip().splitlines()[0])[0] if text.strip() else "the file ends early"
     reason = (detail[1] if detail else first)[:160]
-    return (f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {reason}); the file is "
-            f"truncated, corrupt or of another kind: copy or download it again")
+    return (
+        f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {reason}); the file is "
+        f"truncated, corrupt or of another kind: copy or download it again"
+    )
 
 
 def read_checkpoint(path: Union[str, PathLike]) -> StateDict:
@@ -299,8 +308,9 @@ def to_torchvision(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     state_dict = unwrap(state_dict)
     out, problems = _rename(state_dict, _TORCHVISION, to_ours=False, direction="mvit -> torchvision")
     if problems:
-        raise CheckpointError("\n".join(["cannot convert to torchvision's layout:", *problems,
-                                         *_layout_hint(state_dict, "mvit")]))
+        raise CheckpointError(
+            "\n".join(["cannot convert to torchvision's layout:", *problems, *_layout_hint(state_dict, "mvit")])
+        )
     return out
 
 
@@ -352,9 +362,11 @@ def _merge_pool_aliases(state_dict: StateDict) -> tuple[StateDict, list[str]]:
             differ.append(alias)
     if not differ:
         return out, []
-    return out, [f"{len(differ)} pooling key(s) differ from the tensors they are second names of "
-                 f"(pytorchvideo registers each pooling module twice, as attn.pool_q/norm_q and attn._attention_"
-                 f"pool_q): {_listing(differ)}; the checkpoint is inconsistent, save it again from the model"]
+    return out, [
+        f"{len(differ)} pooling key(s) differ from the tensors they are second names of "
+        f"(pytorchvideo registers each pooling module twice, as attn.pool_q/norm_q and attn._attention_"
+        f"pool_q): {_listing(differ)}; the checkpoint is inconsistent, save it again from the model"
+    ]
 
 
 def _fuse_qkv(state_dict: StateDict) -> tuple[StateDict, list[str]]:
@@ -374,8 +386,9 @@ def _fuse_qkv(state_dict: StateDict) -> tuple[StateDict, list[str]]:
         absent = [x for x in "qkv" if x not in parts]
         if absent:
             plural = {"weight": "weights", "bias": "biases"}[kind]
-            problems.append(f"{prefix} has separate q/k/v {plural} but lacks {', '.join(absent)}: the checkpoint "
-                            f"is incomplete")
+            problems.append(
+                f"{prefix} has separate q/k/v {plural} but lacks {', '.join(absent)}: the checkpoint is incomplete"
+            )
         else:
             out[f"{prefix}.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
     return out, problems
@@ -412,8 +425,9 @@ def _to_mvit(state_dict: StateDict, source: str) -> tuple[StateDict, list[str]]:
     embeddings, rules = _FACEBOOK[source]
     state_dict, alias_problems = _merge_pool_aliases(state_dict)
     state_dict, qkv_problems = _fuse_qkv(state_dict)
-    out, orphan_problems = _rename(_split_class_position(state_dict, embeddings), rules, to_ours=True,
-                                   direction=f"{source} -> mvit")
+    out, orphan_problems = _rename(
+        _split_class_position(state_dict, embeddings), rules, to_ours=True, direction=f"{source} -> mvit"
+    )
     return out, alias_problems + qkv_problems + orphan_problems
 
 
@@ -447,8 +461,10 @@ def _layout_hint(state_dict: Mapping[str, torch.Tensor], expected: str) -> list[
     found = _signatures(state_dict)
     if len(found) != 1 or found[0] == expected:
         return []
-    return [f"hint: these keys are in the {found[0]} layout, not {expected}'s: use source {found[0]!r} "
-            f"(command line: --from/--source {found[0]}) or 'auto'"]
+    return [
+        f"hint: these keys are in the {found[0]} layout, not {expected}'s: use source {found[0]!r} "
+        f"(command line: --from/--source {found[0]}) or 'auto'"
+    ]
 
 
 def _check_source(source: str) -> None:
@@ -469,8 +485,9 @@ def convert_state_dict(state_dict_or_checkpoint: Mapping, source: str = "auto") 
         source = detect_source(state_dict)
     out, problems = _to_mvit(state_dict, source)
     if problems:
-        raise CheckpointError("\n".join([f"cannot convert the {source} checkpoint:", *problems,
-                                         *_layout_hint(state_dict, source)]))
+        raise CheckpointError(
+            "\n".join([f"cannot convert the {source} checkpoint:", *problems, *_layout_hint(state_dict, source)])
+        )
     return out
 
 
@@ -478,8 +495,9 @@ HEAD = ("head.weight", "head.bias")
 SHAPES_SHOWN = 20  # shape mismatches listed one by one in an error; the rest are counted
 
 
-def load_pretrained(model: nn.Module, checkpoint: Union[str, PathLike, Mapping], source: str = "auto", *,
-                    new_head: bool = False) -> list[str]:
+def load_pretrained(
+    model: nn.Module, checkpoint: Union[str, PathLike, Mapping], source: str = "auto", *, new_head: bool = False
+) -> list[str]:
     """Load a checkpoint of any supported layout into ``model``, strictly: the one way to load weights.
 
     Args:
@@ -516,8 +534,15 @@ def load_pretrained(model: nn.Module, checkpoint: Union[str, PathLike, Mapping],
         converted.update({k: expected[k] for k in fresh})
     problems += _fit(expected, converted)
     if problems:
-        raise CheckpointError("\n".join([f"{where} ({source} layout) does not fit this model (keys named in "
-                                         f"mvit's layout):", *problems, *_layout_hint(state_dict, source)]))
+        raise CheckpointError(
+            "\n".join(
+                [
+                    f"{where} ({source} layout) does not fit this model (keys named in mvit's layout):",
+                    *problems,
+                    *_layout_hint(state_dict, source),
+                ]
+            )
+        )
     model.load_state_dict(converted, strict=True)
     return fresh
 
@@ -539,21 +564,33 @@ def _fit(expected: Mapping[str, torch.Tensor], converted: StateDict) -> list[str
         lines.append(f"... and {len(mismatched) - SHAPES_SHOWN} more shape mismatches ({len(mismatched)} in all)")
     if "head.weight" in mismatched:
         classes = converted["head.weight"].shape[0]
-        lines.append(f"hint: the checkpoint classifies {classes} classes; build the model with "
-                     f"num_classes={classes}, or load with new_head=True to fine-tune a fresh head on another "
-                     f"label set")
+        lines.append(
+            f"hint: the checkpoint classifies {classes} classes; build the model with "
+            f"num_classes={classes}, or load with new_head=True to fine-tune a fresh head on another "
+            f"label set"
+        )
     if any(k.startswith("pos_embed.") for k in mismatched):
-        lines.append("hint: the positional tables were made for another token grid; build the model with the "
-                     "checkpoint's input_size (it interpolates its tables at run time for other clip sizes)")
+        lines.append(
+            "hint: the positional tables were made for another token grid; build the model with the "
+            "checkpoint's input_size (it interpolates its tables at run time for other clip sizes)"
+        )
     if any(".pool_" in k or "pos_embed" in k for k in missing + unexpected):
-        lines.append("hint: check pool_mode (conv pooling has weights, max/avg none), pool_kernel, pos_embed "
-                     "and cls_token against the configuration the checkpoint was trained with")
+        lines.append(
+            "hint: check pool_mode (conv pooling has weights, max/avg none), pool_kernel, pos_embed "
+            "and cls_token against the configuration the checkpoint was trained with"
+        )
     blocks = [len({k.split(".")[1] for k in keys if k.startswith("blocks.")}) for keys in (converted, expected)]
     if blocks[0] != blocks[1]:
-        lines.insert(0, f"hint: the checkpoint has {blocks[0]} blocks, the model {blocks[1]}: build the model "
-                        f"with the checkpoint's stage_depths")
+        lines.insert(
+            0,
+            f"hint: the checkpoint has {blocks[0]} blocks, the model {blocks[1]}: build the model "
+            f"with the checkpoint's stage_depths",
+        )
     if len(missing) + len(unexpected) + len(mismatched) > len(expected) // 2:
-        lines.insert(0, "hint: most keys disagree, so this is a checkpoint of another model: build (or "
-                        "configure: model.name, model.config.*) the model it was trained as; mvit.convert lists "
-                        "the preset each reference configuration needs")
+        lines.insert(
+            0,
+            "hint: most keys disagree, so this is a checkpoint of another model: build (or "
+            "configure: model.name, model.config.*) the model it was trained as; mvit.convert lists "
+            "the preset each reference configuration needs",
+        )
     return lines

@@ -52,7 +52,13 @@ class _LayerNormLinear(torch.autograd.Function):
         if any(ctx.needs_input_grad[:3]):
             grad_normed = (grad @ weight.to(grad.dtype)).to(x.dtype)
             grad_x, grad_norm_weight, grad_norm_bias = torch.ops.aten.native_layer_norm_backward(
-                grad_normed, x, x.shape[-1:], mean, rstd, norm_weight, norm_bias,
+                grad_normed,
+                x,
+                x.shape[-1:],
+                mean,
+                rstd,
+                norm_weight,
+                norm_bias,
                 [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]],
             )
         return grad_x, grad_norm_weight, grad_norm_bias, None, grad_weight, grad_bias
@@ -120,16 +126,27 @@ class _DepthwiseConv3d(torch.autograd.Function):
                 spread = grad.new_zeros((grad.shape[0], *full, channels)).permute(0, 4, 1, 2, 3)
             else:
                 spread = grad.new_zeros((grad.shape[0], channels, *full))
-            spread[(slice(None), slice(None)) + tuple(
-                slice(a, a + (o - 1) * s + 1, s) for a, o, s in zip(left, grad.shape[2:], stride))] = grad
+            spread[
+                (slice(None), slice(None))
+                + tuple(slice(a, a + (o - 1) * s + 1, s) for a, o, s in zip(left, grad.shape[2:], stride))
+            ] = grad
             grad_x = F.conv3d(spread, weight.flip(2, 3, 4), None, 1, 0, 1, channels)
         if ctx.needs_input_grad[1]:
             # the weight gradient sums over every position: accumulate it in float32 (oneDNN's bf16
             # kernel overflowed to inf here on some inputs), then return it in the parameter's dtype
             acc = torch.promote_types(grad.dtype, torch.float32)
             grad_weight = torch.ops.aten.convolution_backward(
-                grad.to(acc), x.to(acc), weight.to(acc), None, stride, padding, (1, 1, 1), False, (0, 0, 0),
-                channels, [False, True, False],
+                grad.to(acc),
+                x.to(acc),
+                weight.to(acc),
+                None,
+                stride,
+                padding,
+                (1, 1, 1),
+                False,
+                (0, 0, 0),
+                channels,
+                [False, True, False],
             )[1].to(weight_dtype)
         return grad_x, grad_weight, None, None
 
@@ -148,6 +165,7 @@ def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor, stride: Triple, padd
 # the fused modules
 # ----------------------------------------------------------------------------------------------------
 
+
 class FusedPool(Pool):
     """`Pool` in conv mode, on a channels-last copy of the grid with `depthwise_conv3d`'s backward. The copy
     is made anyway by the layout change, and (unlike a strided view) it lets the ``(B, N, 3 * D)`` Q/K/V
@@ -163,8 +181,9 @@ class FusedMultiScaleBlock(MultiScaleBlock):
     """`MultiScaleBlock` with each pre-norm fused into the projection that reads it (`layer_norm_linear`)
     and the MLP's GELU fused into its second Linear (`gelu_linear`). Same parameters, same function."""
 
-    def forward(self, x: torch.Tensor, thw: Triple, return_attention: bool = False
-                ) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
+    def forward(
+        self, x: torch.Tensor, thw: Triple, return_attention: bool = False
+    ) -> tuple[torch.Tensor, Triple, Optional[AttentionMap]]:
         attn, mlp = self.attn, self.mlp
         q, k, v = attn.split_heads(layer_norm_linear(x, self.norm1, attn.qkv))
         if attn.pool_q is None and attn.pool_k is not None:

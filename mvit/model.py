@@ -82,8 +82,9 @@ class MViT(nn.Module):
         super().__init__()
         self.config = cfg = config
         self.schedule = block_schedule(cfg)
-        self.patch_embed = nn.Conv3d(cfg.in_channels, cfg.embed_dim, cfg.patch_kernel, cfg.patch_stride,
-                                     cfg.patch_padding)
+        self.patch_embed = nn.Conv3d(
+            cfg.in_channels, cfg.embed_dim, cfg.patch_kernel, cfg.patch_stride, cfg.patch_padding
+        )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim)) if cfg.cls_token else None
         self.pos_embed = PositionalEmbedding(cfg.pos_embed, cfg.embed_dim, cfg.patch_grid, cfg.cls_token)
         self.blocks = nn.ModuleList(MultiScaleBlock(spec, cfg) for spec in self.schedule)
@@ -119,8 +120,9 @@ class MViT(nn.Module):
                 )
         return x
 
-    def forward_features(self, x: torch.Tensor, return_attention: bool = False
-                         ) -> tuple[torch.Tensor, list[AttentionMap]]:
+    def forward_features(
+        self, x: torch.Tensor, return_attention: bool = False
+    ) -> tuple[torch.Tensor, list[AttentionMap]]:
         """Tokens after the final norm, ``(B, has_cls + T'*H'*W', C')``, and the attention maps of every
         block when ``return_attention`` is True (explicit softmax instead of the fused kernel)."""
         x = self.patch_embed(self._check_input(x))
@@ -146,8 +148,9 @@ class MViT(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         """Parameters that take no weight decay: biases, norms, positional embeddings, class token."""
-        return {name for name, p in self.named_parameters()
-                if p.ndim <= 1 or name.startswith(("pos_embed.", "cls_token"))}
+        return {
+            name for name, p in self.named_parameters() if p.ndim <= 1 or name.startswith(("pos_embed.", "cls_token"))
+        }
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -29,8 +29,9 @@ class Pool(nn.Module):
     Shapes: ``x: (..., N, dim)`` with ``N = has_cls + T*H*W`` -> ``(..., N', dim)``, plus the new grid.
     """
 
-    def __init__(self, mode: str, dim: int, kernel: Triple, stride: Triple, has_cls: bool = True,
-                 norm_eps: float = 1e-6) -> None:
+    def __init__(
+        self, mode: str, dim: int, kernel: Triple, stride: Triple, has_cls: bool = True, norm_eps: float = 1e-6
+    ) -> None:
         super().__init__()
         self.kernel, self.stride = tuple(kernel), tuple(stride)
         padding = pool_padding(kernel)

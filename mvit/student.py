@@ -92,14 +92,13 @@ def solution_cells(nb: nbformat.NotebookNode, name: str = "notebook") -> list[in
 
 def count_exercises(nb: nbformat.NotebookNode) -> int:
     """Number of ``{exercise}`` / ``{exercise-start}`` directives in the markdown cells."""
-    return sum(
-        len(_EXERCISE.findall(cell.source)) for cell in nb.cells if cell.cell_type == "markdown"
-    )
+    return sum(len(_EXERCISE.findall(cell.source)) for cell in nb.cells if cell.cell_type == "markdown")
 
 
 def strip_solutions(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
     """A copy of `nb` without its solution cells, with every output and execution count cleared."""
     import nbformat
+
     drop = set(solution_cells(nb, name))
     student = nbformat.from_dict(nb)
     student.cells = [cell for i, cell in enumerate(student.cells) if i not in drop]
@@ -113,12 +112,11 @@ def strip_solutions(nb: nbformat.NotebookNode, name: str = "notebook") -> nbform
 def write_student_notebooks(src_dir: Path | str, out_dir: Path | str) -> list[Path]:
     """Write a student copy of every ``*.ipynb`` in `src_dir` (not its subfolders) to `out_dir`."""
     import nbformat
+
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     sources = sorted(src_dir.glob("*.ipynb"))
     if not sources:
-        raise FileNotFoundError(
-            f"no notebooks (*.ipynb) in {src_dir}; pass the book's folder, e.g. `book`"
-        )
+        raise FileNotFoundError(f"no notebooks (*.ipynb) in {src_dir}; pass the book's folder, e.g. `book`")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for src in sources:

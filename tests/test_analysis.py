@@ -9,14 +9,32 @@ import torch
 from torch import nn
 
 import mvit
-from mvit.analysis import (TokenGrid, block_grids, frame_shuffle_accuracy, max_distance, mean_attention_distance,
-                           measure_attention_distance, shuffle_frames, token_centers)
+from mvit.analysis import (
+    TokenGrid,
+    block_grids,
+    frame_shuffle_accuracy,
+    max_distance,
+    mean_attention_distance,
+    measure_attention_distance,
+    shuffle_frames,
+    token_centers,
+)
 from mvit.attention import AttentionMap
 from mvit.configs import MViTConfig
 
 # A 3x3 grid of tokens, 4 pixels apart: a 12x12 image cut into 4x4 patches, one block, no pooling.
-GRID3 = MViTConfig(input_size=(1, 12, 12), patch_kernel=(1, 4, 4), patch_stride=(1, 4, 4), patch_padding=(0, 0, 0),
-                   embed_dim=8, num_heads=1, stage_depths=(1,), q_stride=None, kv_stride=None, pos_embed="joint")
+GRID3 = MViTConfig(
+    input_size=(1, 12, 12),
+    patch_kernel=(1, 4, 4),
+    patch_stride=(1, 4, 4),
+    patch_padding=(0, 0, 0),
+    embed_dim=8,
+    num_heads=1,
+    stage_depths=(1,),
+    q_stride=None,
+    kv_stride=None,
+    pos_embed="joint",
+)
 # Mean distance between two points drawn uniformly from the 3x3 grid {0,1,2}^2 (ordered pairs, 81 of
 # them): per axis |d| = 0, 1, 2 occurs 3, 4, 2 times out of 9, so the pairs at distance 1, 2, sqrt(2),
 # sqrt(5), sqrt(8) number 24, 12, 16, 16, 4 (and 9 at distance 0).
@@ -95,9 +113,19 @@ def test_attention_to_itself_has_distance_zero():
 def test_attention_to_one_pooled_key():
     # 8x8 image, 2x2 patches: a 4x4 grid centred on pixels 0.5 + 2i. Keys pooled 3x3 / stride 2 / padding 1:
     # a 2x2 grid centred on tokens 0 and 2, i.e. pixels 0.5 and 4.5.
-    cfg = MViTConfig(input_size=(1, 8, 8), patch_kernel=(1, 2, 2), patch_stride=(1, 2, 2), patch_padding=(0, 0, 0),
-                     embed_dim=8, num_heads=1, stage_depths=(1,), q_stride=None, kv_stride=(1, 2, 2),
-                     pool_kernel=(1, 3, 3), cls_token=False)
+    cfg = MViTConfig(
+        input_size=(1, 8, 8),
+        patch_kernel=(1, 2, 2),
+        patch_stride=(1, 2, 2),
+        patch_padding=(0, 0, 0),
+        embed_dim=8,
+        num_heads=1,
+        stage_depths=(1,),
+        q_stride=None,
+        kv_stride=(1, 2, 2),
+        pool_kernel=(1, 3, 3),
+        cls_token=False,
+    )
     _, kv = block_grids(cfg)[0]
     assert kv.thw == (1, 2, 2)
     attn = torch.zeros(1, 1, 16, 4)
@@ -108,8 +136,18 @@ def test_attention_to_one_pooled_key():
 
 
 def test_time_counts_only_with_a_frame_scale():
-    cfg = MViTConfig(input_size=(2, 1, 1), patch_kernel=(1, 1, 1), patch_stride=(1, 1, 1), patch_padding=(0, 0, 0),
-                     embed_dim=8, num_heads=1, stage_depths=(1,), q_stride=None, kv_stride=None, pos_embed="joint")
+    cfg = MViTConfig(
+        input_size=(2, 1, 1),
+        patch_kernel=(1, 1, 1),
+        patch_stride=(1, 1, 1),
+        patch_padding=(0, 0, 0),
+        embed_dim=8,
+        num_heads=1,
+        stage_depths=(1,),
+        q_stride=None,
+        kv_stride=None,
+        pos_embed="joint",
+    )
     attn = torch.tensor([[0.0, 1.0], [1.0, 0.0]]).view(1, 1, 2, 2)  # each frame looks at the other one
     maps = one_block_map(attn, (2, 1, 1), (2, 1, 1), has_cls=False)
     assert mean_attention_distance(maps, cfg, normalize=False)[0].item() == 0.0
@@ -137,8 +175,10 @@ def test_images_are_measured_like_one_frame_clips():
     torch.manual_seed(0)
     model = mvit.build_model("mvit_tiny_img")
     images = torch.randn(2, 3, 32, 32)
-    torch.testing.assert_close(torch.cat(measure_attention_distance(model, [images])),
-                               torch.cat(measure_attention_distance(model, [images.unsqueeze(2)])))
+    torch.testing.assert_close(
+        torch.cat(measure_attention_distance(model, [images])),
+        torch.cat(measure_attention_distance(model, [images.unsqueeze(2)])),
+    )
 
 
 def test_maps_from_another_input_size_need_it_named():
@@ -176,8 +216,12 @@ class _Clips(torch.utils.data.Dataset):
         self.labels = torch.arange(n) % 2
         ramp = torch.linspace(-1, 1, 8).view(1, 8, 1, 1)
         hint = torch.tensor([0.0, 1.0, 0.0]).view(3, 1, 1, 1)
-        self.clips = [(2 * y - 1) * ramp + 0.1 * torch.randn(3, 8, 4, 4, generator=g)
-                      + hint * (0.3 * (2 * y - 1) + 0.3 * torch.randn((), generator=g)) for y in self.labels]
+        self.clips = [
+            (2 * y - 1) * ramp
+            + 0.1 * torch.randn(3, 8, 4, 4, generator=g)
+            + hint * (0.3 * (2 * y - 1) + 0.3 * torch.randn((), generator=g))
+            for y in self.labels
+        ]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -229,7 +273,9 @@ def test_frame_shuffle_by_class_group():
     """Group accuracies come from the confusion matrices: with one group per class they are the
     per-class accuracies, and the clip-weighted mean of the groups is the overall accuracy."""
     loader = torch.utils.data.DataLoader(_Clips(), batch_size=8)
-    result = frame_shuffle_accuracy(_LastMinusFirst(), loader, num_classes=2, seed=1, groups={"falls": [0], "rises": [1]})
+    result = frame_shuffle_accuracy(
+        _LastMinusFirst(), loader, num_classes=2, seed=1, groups={"falls": [0], "rises": [1]}
+    )
     groups = result["groups"]
     assert groups["falls"]["num_samples"] == groups["rises"]["num_samples"] == 16
     assert groups["falls"]["ordered"] == groups["rises"]["ordered"] == 100.0
@@ -246,6 +292,7 @@ def test_depth_trend_separates_steps_from_noise():
     rising = [[0.1, 0.2, 0.3], [0.12, 0.21, 0.33], [0.09, 0.19, 0.29]]
     assert depth_trend(rising)["course"] == "rises" and depth_trend(rising)["signs"] == [1, 1]
     from scipy import stats
+
     d = [r[1] - r[0] for r in rising]
     expected = stats.t.interval(0.95, 2, loc=sum(d) / 3, scale=stats.sem(d))
     assert depth_trend(rising)["steps"][0][1:] == pytest.approx(expected)

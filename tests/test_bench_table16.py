@@ -36,11 +36,14 @@ def test_one_row_measures_time_and_memory(bench, monkeypatch, one_thread):
         assert 0 < row["step_peak_bytes"] <= row["process_peak_bytes"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--rows", "ViT-L"], "unknown row"),
-    (["--steps", "0"], "--steps"),
-    (["--device", "cuda"], "no CUDA device"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--rows", "ViT-L"], "unknown row"),
+        (["--steps", "0"], "--steps"),
+        (["--device", "cuda"], "no CUDA device"),
+    ],
+)
 def test_user_mistakes_give_one_error_line(argv, message):
     import torch
 

@@ -129,6 +129,9 @@ def test_no_source_points_to_numbers_printed_above(name):
         texts = [(f"cell {i}", cell.source) for i, cell in enumerate(nbformat.read(path, as_version=4).cells)]
     else:
         texts = [("text", path.read_text())]
-    found = [f"{where}: ...{text[max(m.start() - 60, 0):m.end() + 20]!r}..."
-             for where, text in texts for m in BACK_REFERENCE.finditer(text)]
+    found = [
+        f"{where}: ...{text[max(m.start() - 60, 0) : m.end() + 20]!r}..."
+        for where, text in texts
+        for m in BACK_REFERENCE.finditer(text)
+    ]
     assert not found, f"{path.name} says 'printed above'; put the number there instead:\n" + "\n".join(found)

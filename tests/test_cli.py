@@ -19,15 +19,25 @@ from mvit.data import synthetic
 from mvit.engine.config import describe_keys
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["model.config.input_size=[4, 16, 16]", "model.config.embed_dim=8", "data.train_size=16", "data.val_size=8",
-        "data.batch_size=4", "optim.epochs=1", "optim.warmup_epochs=0", "run.progress=false"]
+TINY = [
+    "model.config.input_size=[4, 16, 16]",
+    "model.config.embed_dim=8",
+    "data.train_size=16",
+    "data.val_size=8",
+    "data.batch_size=4",
+    "optim.epochs=1",
+    "optim.warmup_epochs=0",
+    "run.progress=false",
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_python_m_mvit_help_lists_the_subcommands():
-    out = subprocess.run([sys.executable, "-m", "mvit", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "mvit", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0
     for command in ("train", "eval", "flops", "convert", "recipes"):
         assert command in out.stdout
@@ -43,8 +53,11 @@ def test_train_help_documents_every_option_and_config_key(capsys):
     for key, _, _, comment in describe_keys():
         assert key in text
     assert "k400_mvit_b_16x4" in text and "cpu_synthetic_mvit" in text
-    for command, options in (("eval", ("--checkpoint", "--source", "--splits", "--output")),
-                             ("flops", ("--input-size",)), ("convert", ("--from", "--to", "--model"))):
+    for command, options in (
+        ("eval", ("--checkpoint", "--source", "--splits", "--output")),
+        ("flops", ("--input-size",)),
+        ("convert", ("--from", "--to", "--model")),
+    ):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = capsys.readouterr().out
@@ -65,8 +78,21 @@ def test_train_then_eval_give_the_same_validation_accuracy(tmp_path, capsys):
     assert main(["train", "--config", "cpu_synthetic_mvit", "--output-dir", str(out), *TINY]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["epoch"] == 0 and summary["val_num_samples"] == 8
-    assert main(["eval", "--config", "cpu_synthetic_mvit", "--checkpoint", str(out / "checkpoint.pt"),
-                 "--output", str(tmp_path / "eval.json"), *TINY]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--config",
+                "cpu_synthetic_mvit",
+                "--checkpoint",
+                str(out / "checkpoint.pt"),
+                "--output",
+                str(tmp_path / "eval.json"),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     brief = json.loads(capsys.readouterr().out)
     assert brief["val"]["top1"] == summary["val_top1"] and "test" not in brief  # synthetic: no test views
     full = json.loads((tmp_path / "eval.json").read_text())
@@ -77,9 +103,21 @@ def test_eval_of_a_video_folder_averages_views(tmp_path, capsys):
     synthetic.generate(tmp_path / "videos", num_train=2, num_val=3, num_frames=16, size=32, seed=0)
     model = build_model("mvit_tiny", input_size=(4, 16, 16), embed_dim=8)
     torch.save(model.state_dict(), tmp_path / "weights.pt")
-    code = main(["eval", "--config", "cpu_synthetic_mvit", "--checkpoint", str(tmp_path / "weights.pt"),
-                 "data.dataset=video", f"data.root={tmp_path / 'videos'}", "data.num_clips=2", "data.num_crops=3",
-                 "data.sampling_rate=2", *TINY])
+    code = main(
+        [
+            "eval",
+            "--config",
+            "cpu_synthetic_mvit",
+            "--checkpoint",
+            str(tmp_path / "weights.pt"),
+            "data.dataset=video",
+            f"data.root={tmp_path / 'videos'}",
+            "data.num_clips=2",
+            "data.num_crops=3",
+            "data.sampling_rate=2",
+            *TINY,
+        ]
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["val"]["num_samples"] == 3
@@ -109,14 +147,36 @@ def test_convert_round_trip_through_torchvisions_layout(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "ours.pt"), str(tmp_path / "tv.pt"), "--to", "torchvision"]) == 0
     tv = torch.load(tmp_path / "tv.pt", weights_only=True)
     assert any(k.startswith("conv_proj.") for k in tv)
-    assert main(["convert", str(tmp_path / "tv.pt"), str(tmp_path / "back.pt"), "--from", "torchvision",
-                 "--model", "mvit_tiny"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(tmp_path / "tv.pt"),
+                str(tmp_path / "back.pt"),
+                "--from",
+                "torchvision",
+                "--model",
+                "mvit_tiny",
+            ]
+        )
+        == 0
+    )
     back = torch.load(tmp_path / "back.pt", weights_only=True)
     assert back.keys() == model.state_dict().keys()
     assert all(torch.equal(back[k], v) for k, v in model.state_dict().items())
     capsys.readouterr()
-    code = main(["convert", str(tmp_path / "tv.pt"), str(tmp_path / "x.pt"), "--from", "torchvision",
-                 "--model", "mvit_tiny", "num_classes=7"])
+    code = main(
+        [
+            "convert",
+            str(tmp_path / "tv.pt"),
+            str(tmp_path / "x.pt"),
+            "--from",
+            "torchvision",
+            "--model",
+            "mvit_tiny",
+            "num_classes=7",
+        ]
+    )
     assert code == EXIT_CONFIG and "head.weight" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
 
 
@@ -159,6 +219,7 @@ def no_evaluation(monkeypatch):
 
     def refuse(*args, **kwargs):
         raise AssertionError("the evaluation ran although an output path or argument was bad")
+
     monkeypatch.setattr(mvit.engine, "evaluate_checkpoint", refuse)
 
 
@@ -181,11 +242,13 @@ def test_read_only_output_paths_are_refused(tmp_path, bad_files, no_evaluation, 
     locked.mkdir()
     locked.chmod(0o555)
     try:
-        line = user_error([*EVAL, "--checkpoint", str(bad_files / "tiny.pt"), "--output", str(locked / "r.json")],
-                          capsys)
+        line = user_error(
+            [*EVAL, "--checkpoint", str(bad_files / "tiny.pt"), "--output", str(locked / "r.json")], capsys
+        )
         assert "cannot be written" in line
-        line = user_error(["train", "--config", "cpu_synthetic_mvit", "--output-dir", str(locked / "run"), *TINY],
-                          capsys)
+        line = user_error(
+            ["train", "--config", "cpu_synthetic_mvit", "--output-dir", str(locked / "run"), *TINY], capsys
+        )
         assert "read-only" in line
     finally:
         locked.chmod(0o755)
@@ -206,16 +269,19 @@ def test_yaml_syntax_error_names_the_file(tmp_path, capsys):
     assert str(recipe) in line and "YAML" in line
 
 
-@pytest.mark.parametrize("name,reason", [
-    ("truncated.pt", "is not a readable PyTorch checkpoint"),
-    ("random.pt", "is not a readable PyTorch checkpoint"),
-    ("text.pt", "is not a readable PyTorch checkpoint"),
-    ("empty.pt", "is empty (0 bytes)"),
-    ("tensor.pt", "expected a state dict"),
-    ("missing.pt", "no checkpoint file at"),
-    (".", "is a folder"),
-    ("vit.pt", "does not fit this model"),
-])
+@pytest.mark.parametrize(
+    "name,reason",
+    [
+        ("truncated.pt", "is not a readable PyTorch checkpoint"),
+        ("random.pt", "is not a readable PyTorch checkpoint"),
+        ("text.pt", "is not a readable PyTorch checkpoint"),
+        ("empty.pt", "is empty (0 bytes)"),
+        ("tensor.pt", "expected a state dict"),
+        ("missing.pt", "no checkpoint file at"),
+        (".", "is a folder"),
+        ("vit.pt", "does not fit this model"),
+    ],
+)
 def test_eval_of_a_bad_checkpoint_is_one_error_line(bad_files, name, reason, capsys):
     path = bad_files / name
     line = user_error([*EVAL, "--checkpoint", str(path)], capsys)
@@ -240,8 +306,9 @@ def test_convert_mistakes_are_one_error_line_and_write_nothing(tmp_path, bad_fil
     assert "truncated.pt is not a readable PyTorch checkpoint" in line
     line = user_error(["convert", str(tv), str(tmp_path / "no" / "out.pt"), "--from", "torchvision"], capsys)
     assert "does not exist" in line
-    line = user_error(["convert", str(tv), str(out), "--from", "torchvision", "--model", "mvit_tiny", "num_heads=3"],
-                      capsys)
+    line = user_error(
+        ["convert", str(tv), str(out), "--from", "torchvision", "--model", "mvit_tiny", "num_heads=3"], capsys
+    )
     assert "num_heads=3" in line
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
 
@@ -252,6 +319,7 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path, bad_files, monkeypatch
 
     def disk_full(obj, f, *args, **kwargs):
         raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 2026944 vs 2026832")
+
     monkeypatch.setattr(torch, "save", disk_full)
     line = user_error(["convert", str(bad_files / "tiny.pt"), str(out), "--to", "torchvision"], capsys)
     assert f"could not write {out}" in line and "free some space" in line
@@ -260,6 +328,7 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path, bad_files, monkeypatch
 
 def test_eval_json_is_valid_json_without_nan(tmp_path, bad_files, capsys):
     """8 validation clips of 10 classes: some classes have no clip, so their accuracy is undefined (null)."""
+
     def strict(text: str):
         return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not valid JSON"))
 
@@ -288,9 +357,22 @@ def test_a_dataset_of_unreadable_videos_is_a_user_error(tmp_path):
         (tmp_path / f"{name}.mp4").write_text("not a video")
     for split in ("train", "val"):
         (tmp_path / f"{split}.csv").write_text("".join(f"{name}.mp4 0\n" for name in ("a", "b", "c")))
-    argv = [sys.executable, "-m", "mvit", "train", "--config", "cpu_synthetic_video_mvit", "--output-dir",
-            str(tmp_path / "run"), f"data.root={tmp_path}", "data.options={max_failures: 1}", "data.batch_size=2",
-            "optim.epochs=1", "optim.warmup_epochs=0", "run.progress=false"]
+    argv = [
+        sys.executable,
+        "-m",
+        "mvit",
+        "train",
+        "--config",
+        "cpu_synthetic_video_mvit",
+        "--output-dir",
+        str(tmp_path / "run"),
+        f"data.root={tmp_path}",
+        "data.options={max_failures: 1}",
+        "data.batch_size=2",
+        "optim.epochs=1",
+        "optim.warmup_epochs=0",
+        "run.progress=false",
+    ]
     out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == EXIT_CONFIG, out.stderr
     errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]

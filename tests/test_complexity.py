@@ -70,12 +70,15 @@ def test_analytic_macs_equal_counted_macs(name):
     assert model_macs(model.config) == pytest.approx(count_flops(model, shape), rel=1e-12)
 
 
-@pytest.mark.parametrize("overrides", [
-    dict(pool_mode="max", pool_kernel="stride+1"),
-    dict(pool_mode="avg", cls_token=False, pos_embed="none"),
-    dict(stage_skip="none", kv_stride=(1, 4, 4), kv_stride_adaptive=False),
-    dict(stage_skip="linear", q_stride=None, kv_stride=None, mlp_ratio=2.0),
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(pool_mode="max", pool_kernel="stride+1"),
+        dict(pool_mode="avg", cls_token=False, pos_embed="none"),
+        dict(stage_skip="none", kv_stride=(1, 4, 4), kv_stride_adaptive=False),
+        dict(stage_skip="linear", q_stride=None, kv_stride=None, mlp_ratio=2.0),
+    ],
+)
 def test_block_rows_equal_block_macs_and_add_up(overrides):
     model = mvit.build_model("mvit_tiny", **overrides)
     cfg = model.config
@@ -84,8 +87,12 @@ def test_block_rows_equal_block_macs_and_add_up(overrides):
     assert [r.index for r in rows] == list(range(cfg.depth))
     for row, spec, block in zip(rows, model.schedule, model.blocks):
         assert (row.in_thw, row.out_thw, row.kv_thw) == (spec.in_thw, spec.out_thw, spec.kv_thw)
-        assert (row.dim_in, row.dim_out, row.num_heads, row.stage) == (spec.dim_in, spec.dim_out,
-                                                                      spec.num_heads, spec.stage)
+        assert (row.dim_in, row.dim_out, row.num_heads, row.stage) == (
+            spec.dim_in,
+            spec.dim_out,
+            spec.num_heads,
+            spec.stage,
+        )
         assert row.params == count_params(block)
         assert row.gmacs * 1e9 == pytest.approx(sum(block_macs(spec, cfg).values()), abs=0.5)
     outside = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("blocks."))

@@ -33,8 +33,16 @@ def test_mvit_b_16x4_schedule_matches_the_paper_block_by_block():
     schedule = block_schedule(cfg)
     assert len(schedule) == 16
     for spec, row in zip(schedule, MVIT_B_16X4):
-        got = (spec.dim_in, spec.dim_out, spec.num_heads, spec.q_stride, spec.kv_stride,
-               spec.in_thw, spec.out_thw, spec.kv_thw)
+        got = (
+            spec.dim_in,
+            spec.dim_out,
+            spec.num_heads,
+            spec.q_stride,
+            spec.kv_stride,
+            spec.in_thw,
+            spec.out_thw,
+            spec.kv_thw,
+        )
         assert got == row, f"block {spec.index}"
         q_pooled = spec.index in (1, 3, 14)
         assert spec.q_kernel == ((3, 3, 3) if q_pooled else None), f"block {spec.index}"
@@ -74,13 +82,16 @@ def test_vit_has_a_single_stage_without_pooling():
     }
 
 
-@pytest.mark.parametrize("rule,stride,kernel", [
-    ("stride+1", (1, 2, 2), (1, 3, 3)),  # Table 15's default for max pooling
-    ("stride+1", (1, 8, 8), (1, 9, 9)),
-    ("stride", (1, 4, 4), (1, 4, 4)),
-    ("2stride+1", (2, 2, 2), (5, 5, 5)),
-    ((3, 3, 3), (1, 8, 8), (3, 3, 3)),  # a fixed kernel, the conv default
-])
+@pytest.mark.parametrize(
+    "rule,stride,kernel",
+    [
+        ("stride+1", (1, 2, 2), (1, 3, 3)),  # Table 15's default for max pooling
+        ("stride+1", (1, 8, 8), (1, 9, 9)),
+        ("stride", (1, 4, 4), (1, 4, 4)),
+        ("2stride+1", (2, 2, 2), (5, 5, 5)),
+        ((3, 3, 3), (1, 8, 8), (3, 3, 3)),  # a fixed kernel, the conv default
+    ],
+)
 def test_pool_kernel_rules(rule, stride, kernel):
     assert pool_kernel_for(stride, rule) == kernel
 
@@ -113,15 +124,18 @@ def test_unknown_override_names_the_field_and_a_close_match():
         mvit.build_model("mvit_tiny", num_class=5)
 
 
-@pytest.mark.parametrize("override,message", [
-    (dict(pool_mode="min"), r"pool_mode='min' is not one of \('conv', 'max', 'avg'\)"),
-    (dict(pos_embed="learned"), r"pos_embed='learned' is not one of"),
-    (dict(stage_skip="identity"), r"stage_skip='identity' is not one of"),
-    (dict(input_size=(8, 64)), r"input_size=\(8, 64\) must be three non-negative integers"),
-    (dict(stage_depths=(1, 0, 1)), r"stage_depths=\(1, 0, 1\) must be one or more positive block counts"),
-    (dict(embed_dim=30, num_heads=4), r"embed_dim=30 is not divisible by num_heads=4"),
-    (dict(drop_path=1.0), r"drop_path and dropout must lie in \[0, 1\)"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (dict(pool_mode="min"), r"pool_mode='min' is not one of \('conv', 'max', 'avg'\)"),
+        (dict(pos_embed="learned"), r"pos_embed='learned' is not one of"),
+        (dict(stage_skip="identity"), r"stage_skip='identity' is not one of"),
+        (dict(input_size=(8, 64)), r"input_size=\(8, 64\) must be three non-negative integers"),
+        (dict(stage_depths=(1, 0, 1)), r"stage_depths=\(1, 0, 1\) must be one or more positive block counts"),
+        (dict(embed_dim=30, num_heads=4), r"embed_dim=30 is not divisible by num_heads=4"),
+        (dict(drop_path=1.0), r"drop_path and dropout must lie in \[0, 1\)"),
+    ],
+)
 def test_invalid_configurations_are_refused(override, message):
     with pytest.raises(ValueError, match=message):
         get_config("mvit_tiny", **override)

@@ -18,11 +18,21 @@ import re
 import pytest
 import torch
 from torchvision.models.video import mvit_v1_b
-from torchvision.models.video.mvit import MSBlockConfig, MViT as TorchvisionMViT
+from torchvision.models.video.mvit import MSBlockConfig
+from torchvision.models.video.mvit import MViT as TorchvisionMViT
 
 import mvit
-from mvit.convert import (CheckpointError, detect_source, from_pyslowfast, from_pytorchvideo, from_torchvision,
-                          load_pretrained, read_checkpoint, to_torchvision, unwrap)
+from mvit.convert import (
+    CheckpointError,
+    detect_source,
+    from_pyslowfast,
+    from_pytorchvideo,
+    from_torchvision,
+    load_pretrained,
+    read_checkpoint,
+    to_torchvision,
+    unwrap,
+)
 
 # ---------------------------------------------------------------- torchvision
 
@@ -31,7 +41,6 @@ def loaded(model: torch.nn.Module, checkpoint, **kwargs) -> torch.nn.Module:
     """`load_pretrained` into `model`, which must then hold every weight of the checkpoint; in eval mode."""
     assert load_pretrained(model, checkpoint, **kwargs) == []
     return model.eval()
-
 
 
 def random_clips(count: int, t: int, size: int, seed: int) -> torch.Tensor:
@@ -70,9 +79,16 @@ def torchvision_tiny() -> TorchvisionMViT:
         (4, 128, 128, [3, 3, 3], [1, 2, 2], [1, 1, 1]),
     ]
     setting = [MSBlockConfig(h, i, o, kq, [3, 3, 3], sq, skv) for h, i, o, kq, sq, skv in rows]
-    return TorchvisionMViT(spatial_size=(64, 64), temporal_size=8, block_setting=setting, residual_pool=False,
-                           residual_with_cls_embed=False, rel_pos_embed=False, proj_after_attn=False,
-                           num_classes=10).eval()
+    return TorchvisionMViT(
+        spatial_size=(64, 64),
+        temporal_size=8,
+        block_setting=setting,
+        residual_pool=False,
+        residual_with_cls_embed=False,
+        rel_pos_embed=False,
+        proj_after_attn=False,
+        num_classes=10,
+    ).eval()
 
 
 def test_torchvision_parity_on_a_small_model_both_directions():
@@ -117,8 +133,9 @@ def test_torchvision_v2_keys_are_reported():
 # How each reference implementation names the parts of the network (from their source code).
 LAYOUTS = {
     "pyslowfast": dict(stem="patch_embed.proj", embeddings="", norm="norm", head="head.projection"),
-    "pytorchvideo": dict(stem="patch_embed.patch_model", embeddings="cls_positional_encoding.", norm="norm_embed",
-                         head="head.proj"),
+    "pytorchvideo": dict(
+        stem="patch_embed.patch_model", embeddings="cls_positional_encoding.", norm="norm_embed", head="head.proj"
+    ),
 }
 
 
@@ -212,8 +229,15 @@ def test_image_models_with_a_2d_patch_convolution(source):
 def test_checkpoint_file_as_pyslowfast_saves_it(tmp_path):
     original = randomise(mvit.build_model("mvit_tiny"), seed=0)
     path = tmp_path / "checkpoint_epoch_00200.pyth"
-    torch.save({"epoch": 200, "model_state": reference_layout(original.state_dict(), "pyslowfast", False),
-                "optimizer_state": {"state": {}, "param_groups": []}, "cfg": "MVIT:\n  DEPTH: 4\n"}, path)
+    torch.save(
+        {
+            "epoch": 200,
+            "model_state": reference_layout(original.state_dict(), "pyslowfast", False),
+            "optimizer_state": {"state": {}, "param_groups": []},
+            "cfg": "MVIT:\n  DEPTH: 4\n",
+        },
+        path,
+    )
     model = loaded(mvit.build_model("mvit_tiny"), path)
     x = random_clips(1, 8, 64, seed=5)
     with torch.no_grad():
@@ -261,15 +285,21 @@ def test_shape_mismatches_are_listed_with_a_hint():
     message = str(info.value)
     assert "shape of head.weight: checkpoint (10, 128), model (5, 128)" in message
     assert "num_classes=10" in message
-    with pytest.raises(ValueError, match=r"shape of pos_embed.temporal: checkpoint \(4, 32\), model \(8, 32\)"
-                                         r"[\s\S]*checkpoint's input_size"):
+    with pytest.raises(
+        ValueError,
+        match=r"shape of pos_embed.temporal: checkpoint \(4, 32\), model \(8, 32\)"
+        r"[\s\S]*checkpoint's input_size",
+    ):
         load_pretrained(mvit.build_model("mvit_tiny", input_size=(16, 64, 64)), pyslowfast_state())
 
 
-@pytest.mark.parametrize("layout, key, message", [
-    ("pytorchvideo", "blocks.2.attn.v.weight", "blocks.2.attn has separate q/k/v weights but lacks v"),
-    ("pyslowfast", "blocks.0.attn.k.bias", "blocks.0.attn has separate q/k/v biases but lacks k"),  # plural
-])
+@pytest.mark.parametrize(
+    "layout, key, message",
+    [
+        ("pytorchvideo", "blocks.2.attn.v.weight", "blocks.2.attn has separate q/k/v weights but lacks v"),
+        ("pyslowfast", "blocks.0.attn.k.bias", "blocks.0.attn has separate q/k/v biases but lacks k"),  # plural
+    ],
+)
 def test_incomplete_separate_qkv_is_refused(layout, key, message):
     state = reference_layout(mvit.build_model("mvit_tiny").state_dict(), layout, separate_qkv=True)
     del state[key]
@@ -362,8 +392,9 @@ def test_pytorchvideo_image_model_with_separate_positional_embeddings():
     """pytorchvideo's ImageNet ``mvit_base_16``: 2-D patch convolution and (its default) separate
     space/time/class positional embeddings, with T = 1."""
     with torch.device("meta"):
-        full = reference_layout(mvit.build_model("mvit_b_16_in1k", pos_embed="separate").state_dict(), "pytorchvideo",
-                                separate_qkv=True)
+        full = reference_layout(
+            mvit.build_model("mvit_b_16_in1k", pos_embed="separate").state_dict(), "pytorchvideo", separate_qkv=True
+        )
     emb = "cls_positional_encoding."
     assert full[emb + "pos_embed_spatial"].shape == (1, 56 * 56, 96)
     assert full[emb + "pos_embed_temporal"].shape == (1, 1, 96) and full[emb + "pos_embed_class"].shape == (1, 1, 96)
@@ -435,9 +466,14 @@ def pyslowfast_shapes(text: str, num_classes: int = 400) -> dict[str, tuple]:
 
     grid = [data["NUM_FRAMES"] // m["PATCH_STRIDE"][0]] + [data["TRAIN_CROP_SIZE"] // s for s in m["PATCH_STRIDE"][1:]]
     dim, heads = m["EMBED_DIM"], m["NUM_HEADS"]
-    shapes = {"patch_embed.proj.weight": (dim, 3, *m["PATCH_KERNEL"]), "patch_embed.proj.bias": (dim,),
-              "cls_token": (1, 1, dim), "pos_embed_spatial": (1, grid[1] * grid[2], dim),
-              "pos_embed_temporal": (1, grid[0], dim), "pos_embed_class": (1, 1, dim)}
+    shapes = {
+        "patch_embed.proj.weight": (dim, 3, *m["PATCH_KERNEL"]),
+        "patch_embed.proj.bias": (dim,),
+        "cls_token": (1, 1, dim),
+        "pos_embed_spatial": (1, grid[1] * grid[2], dim),
+        "pos_embed_temporal": (1, grid[0], dim),
+        "pos_embed_class": (1, 1, dim),
+    }
     kv_stride = m["POOL_KV_STRIDE_ADAPTIVE"]
     for i in range(depth):  # (PySlowFast rounds widths to multiples of the heads: exact for these configs)
         heads = int(heads * head_mul[i])
@@ -446,20 +482,42 @@ def pyslowfast_shapes(text: str, num_classes: int = 400) -> dict[str, tuple]:
         if i in q_stride:
             kv_stride = [max(k // q, 1) for k, q in zip(kv_stride, q_stride[i])]
         b, head_dim = f"blocks.{i}.", dim // heads
-        shapes.update({b + "norm1.weight": (dim,), b + "norm1.bias": (dim,), b + "norm2.weight": (dim,),
-                       b + "norm2.bias": (dim,), b + "attn.qkv.weight": (3 * dim, dim), b + "attn.qkv.bias": (3 * dim,),
-                       b + "attn.proj.weight": (dim, dim), b + "attn.proj.bias": (dim,),
-                       b + "mlp.fc1.weight": (4 * dim, dim), b + "mlp.fc1.bias": (4 * dim,),
-                       b + "mlp.fc2.weight": (dim_out, 4 * dim), b + "mlp.fc2.bias": (dim_out,)})
+        shapes.update(
+            {
+                b + "norm1.weight": (dim,),
+                b + "norm1.bias": (dim,),
+                b + "norm2.weight": (dim,),
+                b + "norm2.bias": (dim,),
+                b + "attn.qkv.weight": (3 * dim, dim),
+                b + "attn.qkv.bias": (3 * dim,),
+                b + "attn.proj.weight": (dim, dim),
+                b + "attn.proj.bias": (dim,),
+                b + "mlp.fc1.weight": (4 * dim, dim),
+                b + "mlp.fc1.bias": (4 * dim,),
+                b + "mlp.fc2.weight": (dim_out, 4 * dim),
+                b + "mlp.fc2.bias": (dim_out,),
+            }
+        )
         for x, stride in (("q", q_stride.get(i)), ("k", kv_stride), ("v", kv_stride)):
             if stride is None or (math.prod(kernel_for(stride)) == 1 and math.prod(stride) == 1):
                 continue
-            shapes.update({f"{b}attn.pool_{x}.weight": (head_dim, 1, *kernel_for(stride)),
-                           f"{b}attn.norm_{x}.weight": (head_dim,), f"{b}attn.norm_{x}.bias": (head_dim,)})
+            shapes.update(
+                {
+                    f"{b}attn.pool_{x}.weight": (head_dim, 1, *kernel_for(stride)),
+                    f"{b}attn.norm_{x}.weight": (head_dim,),
+                    f"{b}attn.norm_{x}.bias": (head_dim,),
+                }
+            )
         if dim != dim_out:
             shapes.update({b + "proj.weight": (dim_out, dim), b + "proj.bias": (dim_out,)})
-    shapes.update({"norm.weight": (dim_out,), "norm.bias": (dim_out,),
-                   "head.projection.weight": (num_classes, dim_out), "head.projection.bias": (num_classes,)})
+    shapes.update(
+        {
+            "norm.weight": (dim_out,),
+            "norm.bias": (dim_out,),
+            "head.projection.weight": (num_classes, dim_out),
+            "head.projection.bias": (num_classes,),
+        }
+    )
     return shapes
 
 
@@ -469,10 +527,13 @@ def pyslowfast_layout_of(name: str, **overrides) -> dict[str, tuple]:
     return {k: tuple(v.shape) for k, v in reference_layout(state, "pyslowfast", separate_qkv=False).items()}
 
 
-@pytest.mark.parametrize("config,preset,overrides", [
-    ("MVIT_B_16x4_CONV", "mvit_b_16x4", {}),
-    ("MVIT_B_32x3_CONV", "mvit_b_24_32x3", dict(num_classes=400, pool_kernel="stride+1")),
-])
+@pytest.mark.parametrize(
+    "config,preset,overrides",
+    [
+        ("MVIT_B_16x4_CONV", "mvit_b_16x4", {}),
+        ("MVIT_B_32x3_CONV", "mvit_b_24_32x3", dict(num_classes=400, pool_kernel="stride+1")),
+    ],
+)
 def test_pyslowfast_kinetics_configs_as_published_fit_the_documented_model(config, preset, overrides):
     expected = pyslowfast_shapes(PYSLOWFAST_CONFIGS[config])
     assert pyslowfast_layout_of(preset, **overrides) == expected
@@ -494,14 +555,19 @@ def test_unreadable_files_raise_checkpoint_error_naming_the_file(tmp_path):
     good = tmp_path / "good.pt"
     torch.save(mvit.build_model("mvit_tiny").state_dict(), good)
     (tmp_path / "truncated.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    (tmp_path / "random.pt").write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
-                                                       dtype=torch.uint8).numpy().tobytes())
+    (tmp_path / "random.pt").write_bytes(
+        torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes()
+    )
     (tmp_path / "text.pt").write_text("model: mvit_tiny\n")
     (tmp_path / "empty.pt").write_bytes(b"")
     torch.save(torch.zeros(3), tmp_path / "tensor.pt")
-    for name, reason in [("truncated", "not a readable PyTorch checkpoint"), ("random", "not a readable PyTorch"),
-                         ("text", "not a readable PyTorch checkpoint"), ("empty", "is empty"),
-                         ("tensor", "expected a state dict")]:
+    for name, reason in [
+        ("truncated", "not a readable PyTorch checkpoint"),
+        ("random", "not a readable PyTorch"),
+        ("text", "not a readable PyTorch checkpoint"),
+        ("empty", "is empty"),
+        ("tensor", "expected a state dict"),
+    ]:
         path = tmp_path / f"{name}.pt"
         with pytest.raises(CheckpointError, match=re.escape(str(path)) + ".*" + reason):
             read_checkpoint(path)
@@ -548,5 +614,6 @@ def test_the_engine_initialises_through_the_same_entry_point(tmp_path):
 def test_another_depth_is_named_first():
     with pytest.raises(CheckpointError) as info:
         load_pretrained(mvit.build_model("mvit_tiny", stage_depths=(1, 2, 2)), pyslowfast_state())
-    assert str(info.value).splitlines()[1] == ("hint: the checkpoint has 4 blocks, the model 5: build the model with "
-                                               "the checkpoint's stage_depths")
+    assert str(info.value).splitlines()[1] == (
+        "hint: the checkpoint has 4 blocks, the model 5: build the model with the checkpoint's stage_depths"
+    )

@@ -28,13 +28,16 @@ def grads_match(fused_fn, plain_fn, inputs, rtol=1e-12, atol=1e-12):
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("shape, kernel, stride", [
-    ((2, 4, 4, 8, 8), (3, 3, 3), (1, 2, 2)),
-    ((2, 4, 4, 16, 16), (3, 3, 3), (1, 8, 8)),  # kernel smaller than stride, as MViT-B's first K/V pooling
-    ((1, 4, 5, 7, 7), (3, 3, 3), (1, 1, 1)),
-    ((2, 4, 4, 9, 10), (3, 5, 5), (2, 4, 4)),  # odd sizes, strides that do not divide them
-    ((2, 4, 3, 6, 6), (1, 3, 3), (1, 2, 2)),  # the image models' kernel
-])
+@pytest.mark.parametrize(
+    "shape, kernel, stride",
+    [
+        ((2, 4, 4, 8, 8), (3, 3, 3), (1, 2, 2)),
+        ((2, 4, 4, 16, 16), (3, 3, 3), (1, 8, 8)),  # kernel smaller than stride, as MViT-B's first K/V pooling
+        ((1, 4, 5, 7, 7), (3, 3, 3), (1, 1, 1)),
+        ((2, 4, 4, 9, 10), (3, 5, 5), (2, 4, 4)),  # odd sizes, strides that do not divide them
+        ((2, 4, 3, 6, 6), (1, 3, 3), (1, 2, 2)),  # the image models' kernel
+    ],
+)
 def test_depthwise_conv_matches_autograd(shape, kernel, stride, channels_last):
     torch.manual_seed(0)
     padding = tuple((k - 1) // 2 for k in kernel)
@@ -42,8 +45,11 @@ def test_depthwise_conv_matches_autograd(shape, kernel, stride, channels_last):
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last_3d)
     weight = torch.randn(shape[1], 1, *kernel, dtype=torch.double)
-    grads_match(lambda a, w: depthwise_conv3d(a, w, stride, padding),
-                lambda a, w: F.conv3d(a, w, None, stride, padding, 1, shape[1]), (x, weight))
+    grads_match(
+        lambda a, w: depthwise_conv3d(a, w, stride, padding),
+        lambda a, w: F.conv3d(a, w, None, stride, padding, 1, shape[1]),
+        (x, weight),
+    )
 
 
 def test_fused_operations_pass_gradcheck():
@@ -64,16 +70,23 @@ def test_fused_operations_pass_gradcheck():
 
 def test_gelu_linear_matches_autograd():
     torch.manual_seed(0)
-    inputs = (torch.randn(2, 5, 8, dtype=torch.double), torch.randn(3, 8, dtype=torch.double),
-              torch.randn(3, dtype=torch.double))
+    inputs = (
+        torch.randn(2, 5, 8, dtype=torch.double),
+        torch.randn(3, 8, dtype=torch.double),
+        torch.randn(3, dtype=torch.double),
+    )
     grads_match(gelu_linear, lambda h, w, b: F.linear(F.gelu(h), w, b), inputs)
 
 
 def test_layer_norm_linear_matches_autograd():
     torch.manual_seed(0)
-    inputs = (torch.randn(2, 5, 8, dtype=torch.double), torch.randn(8, dtype=torch.double),
-              torch.randn(8, dtype=torch.double), torch.randn(3, 8, dtype=torch.double),
-              torch.randn(3, dtype=torch.double))
+    inputs = (
+        torch.randn(2, 5, 8, dtype=torch.double),
+        torch.randn(8, dtype=torch.double),
+        torch.randn(8, dtype=torch.double),
+        torch.randn(3, 8, dtype=torch.double),
+        torch.randn(3, dtype=torch.double),
+    )
 
     fused_out = [t.clone().requires_grad_() for t in inputs]
     plain_in = [t.clone().requires_grad_() for t in inputs]
@@ -188,9 +201,20 @@ def test_the_engine_trains_the_same_model_fused_or_plain(tmp_path, one_thread):
 
     runs = {}
     for mode in ("true", "false"):
-        cfg = load_config("cpu_synthetic_mvit", [
-            "data.train_size=32", "data.val_size=16", "data.batch_size=8", "optim.epochs=1", "optim.warmup_epochs=0",
-            "run.log_every_steps=1", "run.progress=false", f"run.fused_ops={mode}", f"run.output_dir={tmp_path / mode}"])
+        cfg = load_config(
+            "cpu_synthetic_mvit",
+            [
+                "data.train_size=32",
+                "data.val_size=16",
+                "data.batch_size=8",
+                "optim.epochs=1",
+                "optim.warmup_epochs=0",
+                "run.log_every_steps=1",
+                "run.progress=false",
+                f"run.fused_ops={mode}",
+                f"run.output_dir={tmp_path / mode}",
+            ],
+        )
         runs[mode] = train(cfg)
     fused, plain = ([s["loss"] for s in runs[m]["steps"]] for m in ("true", "false"))
     np.testing.assert_allclose(fused, plain, rtol=1e-4)

@@ -71,8 +71,9 @@ def test_auto_falls_back_to_pyav_when_decord_fails_on_a_file(monkeypatch, caplog
     with caplog.at_level(logging.WARNING, logger="mvit.data"):
         frames = data.read_frames(SAMPLE, [5])
     assert frames.shape == (1, 144, 176, 3)
-    assert any("decoding it with PyAV instead" in r.getMessage() and str(SAMPLE) in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "decoding it with PyAV instead" in r.getMessage() and str(SAMPLE) in r.getMessage() for r in caplog.records
+    )
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +86,15 @@ def bad_files(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("name, reason", [("missing.mp4", "no such file"), ("empty.mp4", "empty"),
-                                          ("text.mp4", "cannot open"), ("truncated.mp4", "cannot open")])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("missing.mp4", "no such file"),
+        ("empty.mp4", "empty"),
+        ("text.mp4", "cannot open"),
+        ("truncated.mp4", "cannot open"),
+    ],
+)
 @pytest.mark.parametrize("backend", ["auto", "decord", "pyav"])
 def test_bad_files_raise_an_error_naming_them(bad_files, name, reason, backend):
     with pytest.raises(data.VideoDecodeError, match=reason) as error:
@@ -104,8 +112,9 @@ def test_auto_falls_back_to_pyav_when_decord_fails_while_decoding(tmp_path, monk
     """decord 0.6 opens 48 x 48 H.264 files but fails to copy their frames (a frame-size bug); "auto",
     when it uses decord, must read them with PyAV, warning once per process with the first file's name."""
     rng = np.random.default_rng(0)
-    paths = [data.write_video(tmp_path / f"{i}.mp4", rng.integers(0, 255, (6, 48, 48, 3), dtype=np.uint8))
-             for i in range(2)]
+    paths = [
+        data.write_video(tmp_path / f"{i}.mp4", rng.integers(0, 255, (6, 48, 48, 3), dtype=np.uint8)) for i in range(2)
+    ]
     with data.open_video(paths[0], "decord") as video, pytest.raises(data.VideoDecodeError, match="while decoding"):
         video.get_frames([0, 2])  # the failure the fallback is for (opening works)
     monkeypatch.setattr(decoding, "_fallback_logged", set())

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pytest
 from PIL import Image
 
 import mvit.data as data
@@ -31,8 +30,16 @@ from mvit.cli import main as mvit_main
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "data_scripts"
 sys.path.insert(0, str(SCRIPTS))
-SHRINK = ["data.batch_size=2", "optim.epochs=1", "optim.warmup_epochs=0", "augment.repeat_aug=1",
-          "data.num_workers=0", "run.device=cpu", "run.precision=fp32", "run.progress=false"]
+SHRINK = [
+    "data.batch_size=2",
+    "optim.epochs=1",
+    "optim.warmup_epochs=0",
+    "augment.repeat_aug=1",
+    "data.num_workers=0",
+    "run.device=cpu",
+    "run.precision=fp32",
+    "run.progress=false",
+]
 VIDEO_SHRINK = [*SHRINK, "model.config.input_size=[8,32,32]", "data.num_clips=2"]
 SAME_MODEL_AS_KINETICS = ["model.name=mvit_tiny"]  # see above
 
@@ -42,7 +49,7 @@ def frames(num_frames, height=36, width=48, seed=0):
     rng = np.random.default_rng(seed)
     out = rng.integers(0, 60, (num_frames, height, width, 3), dtype=np.uint8)
     for t in range(num_frames):
-        out[t, 8:18, 2 * t % (width - 10): 2 * t % (width - 10) + 10] = 250
+        out[t, 8:18, 2 * t % (width - 10) : 2 * t % (width - 10) + 10] = 250
     return out
 
 
@@ -80,8 +87,10 @@ def train_and_evaluate(capsys, recipe, root, out, overrides, num_val, multi_view
 
 
 def test_kinetics(tmp_path, capsys):
-    rows = {"train": [("abseiling", "aaaaaaaaaaa", 0, 2), ("playing guitar", "bbbbbbbbbbb", 1, 3)],
-            "validate": [("playing guitar", "ccccccccccc", 0, 2), ("abseiling", "ddddddddddd", 1, 3)]}
+    rows = {
+        "train": [("abseiling", "aaaaaaaaaaa", 0, 2), ("playing guitar", "bbbbbbbbbbb", 1, 3)],
+        "validate": [("playing guitar", "ccccccccccc", 0, 2), ("abseiling", "ddddddddddd", 1, 3)],
+    }
     for split, entries in rows.items():
         with open(tmp_path / f"{split}.csv", "w", newline="") as f:
             writer = csv.writer(f)
@@ -90,8 +99,21 @@ def test_kinetics(tmp_path, capsys):
     for i, (_, video, _, _) in enumerate(rows["train"] + rows["validate"]):
         data.write_video(tmp_path / "raw" / f"{video}.mp4", frames(32, seed=i), fps=8)
     out = tmp_path / "k400"
-    run_script("kinetics", ["--csv", str(tmp_path / "train.csv"), str(tmp_path / "validate.csv"), "--raw-dir",
-                            str(tmp_path / "raw"), "--skip-download", "--short-side", "32", "--out", str(out)])
+    run_script(
+        "kinetics",
+        [
+            "--csv",
+            str(tmp_path / "train.csv"),
+            str(tmp_path / "validate.csv"),
+            "--raw-dir",
+            str(tmp_path / "raw"),
+            "--skip-download",
+            "--short-side",
+            "32",
+            "--out",
+            str(out),
+        ],
+    )
     train_and_evaluate(capsys, "k400_mvit_b_16x4", out, tmp_path / "run", VIDEO_SHRINK, num_val=2)
 
 
@@ -99,36 +121,47 @@ def test_something_something_v2(tmp_path, capsys):
     labels = tmp_path / "labels"
     labels.mkdir()
     templates = ["Moving [something] from left to right", "Moving [something] from right to left"]
-    (labels / "something-something-v2-labels.json").write_text(json.dumps(
-        {t.replace("[", "").replace("]", ""): str(i) for i, t in enumerate(templates)}))
+    (labels / "something-something-v2-labels.json").write_text(
+        json.dumps({t.replace("[", "").replace("]", ""): str(i) for i, t in enumerate(templates)})
+    )
     splits = {"train": [("1", 0), ("2", 1)], "validation": [("3", 1), ("4", 0)]}
     for split, entries in splits.items():
-        (labels / f"something-something-v2-{split}.json").write_text(json.dumps(
-            [{"id": video, "label": "moving a cup", "template": templates[k], "placeholders": ["a cup"]}
-             for video, k in entries]))
+        (labels / f"something-something-v2-{split}.json").write_text(
+            json.dumps(
+                [
+                    {"id": video, "label": "moving a cup", "template": templates[k], "placeholders": ["a cup"]}
+                    for video, k in entries
+                ]
+            )
+        )
         for video, k in entries:
             write(tmp_path / "videos" / f"{video}.webm", frames(20, seed=int(video)), "webm", "libvpx-vp9", fps=12)
     out = tmp_path / "ssv2"
     run_script("ssv2", ["--videos", str(tmp_path / "videos"), "--labels", str(labels), "--out", str(out)])
-    train_and_evaluate(capsys, "ssv2_mvit_b_16x4", out, tmp_path / "run", [*VIDEO_SHRINK, *SAME_MODEL_AS_KINETICS],
-                       num_val=2)
+    train_and_evaluate(
+        capsys, "ssv2_mvit_b_16x4", out, tmp_path / "run", [*VIDEO_SHRINK, *SAME_MODEL_AS_KINETICS], num_val=2
+    )
 
 
 def test_ucf101(tmp_path, capsys):
     videos, splits = tmp_path / "UCF-101", tmp_path / "ucfTrainTestlist"
     splits.mkdir()
     (splits / "classInd.txt").write_text("1 ApplyEyeMakeup\r\n2 Archery\r\n")  # the release's CRLF lines
-    for i, name in enumerate(["v_ApplyEyeMakeup_g01_c01", "v_ApplyEyeMakeup_g08_c01", "v_Archery_g01_c01",
-                              "v_Archery_g08_c01"]):
+    for i, name in enumerate(
+        ["v_ApplyEyeMakeup_g01_c01", "v_ApplyEyeMakeup_g08_c01", "v_Archery_g01_c01", "v_Archery_g08_c01"]
+    ):
         write(videos / name.split("_")[1] / f"{name}.avi", frames(24, 30, 40, seed=i), "avi", "mpeg4", fps=25)
-    (splits / "trainlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\r\n"
-                                            "Archery/v_Archery_g08_c01.avi 2\r\n")
-    (splits / "testlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\r\n"
-                                           "Archery/v_Archery_g01_c01.avi\r\n")
+    (splits / "trainlist01.txt").write_text(
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\r\nArchery/v_Archery_g08_c01.avi 2\r\n"
+    )
+    (splits / "testlist01.txt").write_text(
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\r\nArchery/v_Archery_g01_c01.avi\r\n"
+    )
     out = tmp_path / "ucf101"
     run_script("ucf101", ["--videos", str(videos), "--splits", str(splits), "--split", "1", "--out", str(out)])
-    train_and_evaluate(capsys, "ucf101_mvit_b_16x4", out, tmp_path / "run", [*VIDEO_SHRINK, *SAME_MODEL_AS_KINETICS],
-                       num_val=2)
+    train_and_evaluate(
+        capsys, "ucf101_mvit_b_16x4", out, tmp_path / "run", [*VIDEO_SHRINK, *SAME_MODEL_AS_KINETICS], num_val=2
+    )
 
 
 def test_imagenet(tmp_path, capsys):
@@ -144,25 +177,57 @@ def test_imagenet(tmp_path, capsys):
     (tmp_path / "val").mkdir()
     for i in range(1, 3):
         Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(
-            tmp_path / "val" / f"ILSVRC2012_val_{i:08d}.JPEG", format="JPEG")
-    (tmp_path / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n"
-                                                   "ILSVRC2012_val_00000001,n01443537 1 2 3 4\n"
-                                                   "ILSVRC2012_val_00000002,n01440764 5 6 7 8\n")
+            tmp_path / "val" / f"ILSVRC2012_val_{i:08d}.JPEG", format="JPEG"
+        )
+    (tmp_path / "LOC_val_solution.csv").write_text(
+        "ImageId,PredictionString\n"
+        "ILSVRC2012_val_00000001,n01443537 1 2 3 4\n"
+        "ILSVRC2012_val_00000002,n01440764 5 6 7 8\n"
+    )
     out = tmp_path / "in1k"
-    run_script("imagenet", ["--train", str(tmp_path / "train"), "--val", str(tmp_path / "val"), "--val-labels",
-                            str(tmp_path / "LOC_val_solution.csv"), "--out", str(out)])
-    train_and_evaluate(capsys, "imagenet_mvit_b_16", out, tmp_path / "run",
-                       [*SHRINK, "model.config.input_size=[1,32,32]", "model.config.num_classes=2"], num_val=2,
-                       multi_view=False)
+    run_script(
+        "imagenet",
+        [
+            "--train",
+            str(tmp_path / "train"),
+            "--val",
+            str(tmp_path / "val"),
+            "--val-labels",
+            str(tmp_path / "LOC_val_solution.csv"),
+            "--out",
+            str(out),
+        ],
+    )
+    train_and_evaluate(
+        capsys,
+        "imagenet_mvit_b_16",
+        out,
+        tmp_path / "run",
+        [*SHRINK, "model.config.input_size=[1,32,32]", "model.config.num_classes=2"],
+        num_val=2,
+        multi_view=False,
+    )
 
 
 def test_synthetic(tmp_path, capsys):
     out = tmp_path / "synthetic"
-    run_script("make_synthetic", ["--out", str(out), "--num-train", "2", "--num-val", "3", "--num-frames", "24",
-                                  "--size", "32"])
-    train_and_evaluate(capsys, "cpu_synthetic_video_mvit", out, tmp_path / "run", [*SHRINK, "data.num_clips=2"],
-                       num_val=3, keep=True)
-    code = mvit_main(["eval", "--config", "cpu_synthetic_video_mvit", "--checkpoint",
-                      str(tmp_path / "run/checkpoint.pt"), f"data.root={out}", "data.num_clips=2"])
+    run_script(
+        "make_synthetic",
+        ["--out", str(out), "--num-train", "2", "--num-val", "3", "--num-frames", "24", "--size", "32"],
+    )
+    train_and_evaluate(
+        capsys, "cpu_synthetic_video_mvit", out, tmp_path / "run", [*SHRINK, "data.num_clips=2"], num_val=3, keep=True
+    )
+    code = mvit_main(
+        [
+            "eval",
+            "--config",
+            "cpu_synthetic_video_mvit",
+            "--checkpoint",
+            str(tmp_path / "run/checkpoint.pt"),
+            f"data.root={out}",
+            "data.num_clips=2",
+        ]
+    )
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["test"]["num_samples"] == 3 and result["test"]["view_num_samples"] == 6

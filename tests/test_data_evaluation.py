@@ -76,8 +76,16 @@ def _image_tree(root, splits):
 
 
 def _config(root, dataset="imagefolder"):
-    return load_config(None, [f"data.dataset={dataset}", f"data.root={root}", "model.name=mvit_tiny",
-                              "model.config.num_classes=2", "model.config.input_size=[2,16,16]"])
+    return load_config(
+        None,
+        [
+            f"data.dataset={dataset}",
+            f"data.root={root}",
+            "model.name=mvit_tiny",
+            "model.config.num_classes=2",
+            "model.config.input_size=[2,16,16]",
+        ],
+    )
 
 
 def test_imagefolder_ignores_jupyter_checkpoints_and_refuses_a_class_mismatch(tmp_path):

@@ -9,8 +9,9 @@ from mvit.data import RepeatAugSampler
 
 
 def ranks(size, num_repeats=2, num_replicas=2, epoch=0, seed=0):
-    samplers = [RepeatAugSampler(range(size), num_repeats, num_replicas, rank, seed=seed)
-                for rank in range(num_replicas)]
+    samplers = [
+        RepeatAugSampler(range(size), num_repeats, num_replicas, rank, seed=seed) for rank in range(num_replicas)
+    ]
     for sampler in samplers:
         sampler.set_epoch(epoch)
     return [list(sampler) for sampler in samplers]

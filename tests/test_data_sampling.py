@@ -35,14 +35,17 @@ def test_uniform_positions_cover_the_video():
     assert starts[0] == 0 and starts[-1] == 300 - 61 and np.all(np.diff(starts) > 0)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: stride_clip(0, 4, 2, 0.5), "at least one frame"),
-    (lambda: stride_clip(10, 0, 2, 0.5), "num_frames"),
-    (lambda: stride_clip(10, 4, 0, 0.5), "sampling_rate"),
-    (lambda: stride_clip(10, 4, 2, 1.5), "position"),
-    (lambda: segment_clip(10, 4, 1.0), "offsets"),
-    (lambda: uniform_positions(0), "num_clips"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: stride_clip(0, 4, 2, 0.5), "at least one frame"),
+        (lambda: stride_clip(10, 0, 2, 0.5), "num_frames"),
+        (lambda: stride_clip(10, 4, 0, 0.5), "sampling_rate"),
+        (lambda: stride_clip(10, 4, 2, 1.5), "position"),
+        (lambda: segment_clip(10, 4, 1.0), "offsets"),
+        (lambda: uniform_positions(0), "num_clips"),
+    ],
+)
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()

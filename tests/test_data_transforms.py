@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mvit.data import (KINETICS_MEAN, KINETICS_STD, Augmentation, EvalTransform, ImageTransform, TrainTransform)
+from mvit.data import KINETICS_MEAN, KINETICS_STD, Augmentation, EvalTransform, ImageTransform, TrainTransform
 
 
 def still_clip(t=4, h=48, w=64, seed=0):
@@ -79,9 +79,14 @@ def test_image_transform_gives_three_channel_images():
     assert ImageTransform(True, 32, Augmentation())(frames).shape == (3, 32, 32)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(crop_scale=(0.5, 0.2)), "crop_scale"), (dict(randaug_magnitude=12), "0..10"),
-    (dict(erase_prob=1.5), "erase_prob")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(crop_scale=(0.5, 0.2)), "crop_scale"),
+        (dict(randaug_magnitude=12), "0..10"),
+        (dict(erase_prob=1.5), "erase_prob"),
+    ],
+)
 def test_bad_augmentation_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Augmentation(**kwargs)

@@ -27,8 +27,13 @@ def root(tmp_path_factory):
 
 
 def make(root, mode="train", annotation="train.csv", **kwargs):
-    kwargs = {"num_frames": 4, "sampling_rate": 2, "crop_size": 24,
-              "augmentation": data.Augmentation(flip=False, erase_prob=0.0), **kwargs}
+    kwargs = {
+        "num_frames": 4,
+        "sampling_rate": 2,
+        "crop_size": 24,
+        "augmentation": data.Augmentation(flip=False, erase_prob=0.0),
+        **kwargs,
+    }
     return data.VideoDataset(root / annotation, root, mode, **kwargs)
 
 
@@ -70,8 +75,10 @@ def test_training_is_deterministic_given_the_seed(root):
 
 
 def test_segment_sampling_and_backends_agree(root):
-    clips = {backend: make(root, "val", "val.csv", sampling="segment", num_frames=6, backend=backend)[4][0]
-             for backend in ("decord", "pyav")}
+    clips = {
+        backend: make(root, "val", "val.csv", sampling="segment", num_frames=6, backend=backend)[4][0]
+        for backend in ("decord", "pyav")
+    }
     assert clips["decord"].shape == (3, 6, 24, 24)
     torch.testing.assert_close(clips["decord"], clips["pyav"], rtol=0, atol=0)
 
@@ -163,8 +170,9 @@ def test_too_many_failures_stop_with_the_list(root, tmp_path):
 @pytest.mark.parametrize("mode, shape", [("val", (3, 4, 24, 24)), ("test", (2 * 3, 3, 4, 24, 24))])
 def test_bad_files_are_excluded_in_evaluation_never_replaced(root, tmp_path, mode, shape):
     lines = ["train/000000.mp4 0", "bad/truncated.mp4 1", "train/000002.mp4 2", "missing.mp4 3"]
-    dataset = data.VideoDataset(bad_annotations(root, tmp_path, lines), root, mode, 4, 2, 24, num_clips=2,
-                                num_crops=3, max_failures=2)
+    dataset = data.VideoDataset(
+        bad_annotations(root, tmp_path, lines), root, mode, 4, 2, 24, num_clips=2, num_crops=3, max_failures=2
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         items = [dataset[i] for i in range(4)]
@@ -199,16 +207,19 @@ def test_datasets_pickle(root):
     torch.testing.assert_close(copy[1][0], a)
 
 
-@pytest.mark.parametrize("line, message", [
-    ("train/000000.mp4", r"bad\.csv:2: expected '<relative/path\.mp4> <label>'"),
-    ("train/000000.mp4 three", r"bad\.csv:2: the label 'three' is not an integer"),
-    ("train/000000.mp4 1.5", r"bad\.csv:2: the label '1\.5' is not an integer"),
-    ("train/000000.mp4,", r"bad\.csv:2: expected"),
-    ('"train/000000.mp4 3', r"bad\.csv:2: expected"),
-    ("train/000000.mp4 -1", r"bad\.csv:2: label -1 is out of range"),
-    ("train/000000.mp4 10", r"bad\.csv:2: label 10 is out of range \[0, 9\]"),
-    (",3", r"bad\.csv:2: expected"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("train/000000.mp4", r"bad\.csv:2: expected '<relative/path\.mp4> <label>'"),
+        ("train/000000.mp4 three", r"bad\.csv:2: the label 'three' is not an integer"),
+        ("train/000000.mp4 1.5", r"bad\.csv:2: the label '1\.5' is not an integer"),
+        ("train/000000.mp4,", r"bad\.csv:2: expected"),
+        ('"train/000000.mp4 3', r"bad\.csv:2: expected"),
+        ("train/000000.mp4 -1", r"bad\.csv:2: label -1 is out of range"),
+        ("train/000000.mp4 10", r"bad\.csv:2: label 10 is out of range \[0, 9\]"),
+        (",3", r"bad\.csv:2: expected"),
+    ],
+)
 def test_bad_annotation_lines_fail_at_construction(root, tmp_path, line, message):
     path = bad_annotations(root, tmp_path, ["train/000001.mp4,1", line])
     with pytest.raises(ValueError, match=message):

@@ -21,46 +21,65 @@ from mvit.engine.data import EpochOrder, SeededSamples, ShardSampler
 from mvit.engine.loss import soft_target_cross_entropy
 from mvit.engine.optim import WarmupCosine, build_optimizer, param_groups, scaled_lr
 
-
 # ---------------------------------------------------------------------------------------------- config
+
 
 def test_defaults_are_the_papers_kinetics_recipe():
     cfg = load_config()
-    assert (cfg.optim.lr, cfg.optim.lr_reference_batch, cfg.optim.epochs, cfg.optim.warmup_epochs) == (1.6e-3, 512, 200, 30)
+    assert (cfg.optim.lr, cfg.optim.lr_reference_batch, cfg.optim.epochs, cfg.optim.warmup_epochs) == (
+        1.6e-3,
+        512,
+        200,
+        30,
+    )
     assert cfg.optim.lr * cfg.optim.final_lr_ratio == pytest.approx(1.6e-5)
     assert (cfg.optim.weight_decay, cfg.optim.clip_grad_norm, cfg.augment.label_smoothing) == (0.05, 1.0, 0.1)
     assert (cfg.augment.mixup_alpha, cfg.augment.cutmix_alpha, cfg.augment.repeat_aug) == (0.8, 1.0, 2)
 
 
 def test_overrides_are_typed_and_reach_nested_sections():
-    cfg = load_config("cpu_synthetic_mvit", ["optim.lr=1e-3", "optim.epochs=3", "model.config.input_size=[2, 16, 16]",
-                                             "optim.clip_grad_norm=null", "run.precision=bf16"])
+    cfg = load_config(
+        "cpu_synthetic_mvit",
+        [
+            "optim.lr=1e-3",
+            "optim.epochs=3",
+            "model.config.input_size=[2, 16, 16]",
+            "optim.clip_grad_norm=null",
+            "run.precision=bf16",
+        ],
+    )
     assert cfg.optim.lr == 1e-3 and isinstance(cfg.optim.lr, float)  # YAML reads "1e-3" as a string
     assert cfg.model.config["input_size"] == (2, 16, 16)
     assert cfg.optim.clip_grad_norm is None and cfg.run.precision == "bf16"
 
 
-@pytest.mark.parametrize("override, key, hint", [
-    ("optim.warmup_epoch=3", "optim.warmup_epoch", "optim.warmup_epochs"),
-    ("optm.lr=0.1", "optm", "optim"),
-    ("model.config.drop_pth=0.1", "model.config.drop_pth", "model.config.drop_path"),
-    ("run.presicion=bf16", "run.presicion", "run.precision"),
-])
+@pytest.mark.parametrize(
+    "override, key, hint",
+    [
+        ("optim.warmup_epoch=3", "optim.warmup_epoch", "optim.warmup_epochs"),
+        ("optm.lr=0.1", "optm", "optim"),
+        ("model.config.drop_pth=0.1", "model.config.drop_pth", "model.config.drop_path"),
+        ("run.presicion=bf16", "run.presicion", "run.precision"),
+    ],
+)
 def test_unknown_key_is_named_with_the_closest_valid_key(override, key, hint):
     with pytest.raises(ConfigError) as err:
         load_config("cpu_synthetic_mvit", [override])
     assert key in str(err.value) and f"did you mean '{hint}'" in str(err.value)
 
 
-@pytest.mark.parametrize("override, key", [
-    ("optim.epochs=2.5", "optim.epochs"),
-    ("optim.lr=fast", "optim.lr"),
-    ("data.shuffle=1", "data.shuffle"),
-    ("run.precision=fp8", "run.precision"),
-    ("optim.betas=[0.9]", "optim.betas"),
-    ("model.config.input_size=big", "model.config.input_size"),
-    ("model.config.pool_mode=median", "pool_mode"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("optim.epochs=2.5", "optim.epochs"),
+        ("optim.lr=fast", "optim.lr"),
+        ("data.shuffle=1", "data.shuffle"),
+        ("run.precision=fp8", "run.precision"),
+        ("optim.betas=[0.9]", "optim.betas"),
+        ("model.config.input_size=big", "model.config.input_size"),
+        ("model.config.pool_mode=median", "pool_mode"),
+    ],
+)
 def test_wrong_type_or_value_is_named(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config("cpu_synthetic_mvit", [override])
@@ -90,13 +109,23 @@ def test_recipes_inherit_through_base(tmp_path):
 
 
 def test_every_recipe_loads():
-    assert {"k400_mvit_b_16x4", "k400_mvit_b_32x3", "ssv2_mvit_b_16x4", "imagenet_mvit_b_16", "ucf101_mvit_b_16x4",
-            "cpu_synthetic_mvit", "cpu_synthetic_vit", "cpu_digits_mvit", "cpu_digits_vit"} <= set(list_recipes())
+    assert {
+        "k400_mvit_b_16x4",
+        "k400_mvit_b_32x3",
+        "ssv2_mvit_b_16x4",
+        "imagenet_mvit_b_16",
+        "ucf101_mvit_b_16x4",
+        "cpu_synthetic_mvit",
+        "cpu_synthetic_vit",
+        "cpu_digits_mvit",
+        "cpu_digits_vit",
+    } <= set(list_recipes())
     for name in list_recipes():
         load_config(name)
 
 
 # ------------------------------------------------------------------------------------ lr and groups
+
 
 def test_lr_is_linear_in_the_global_batch():
     assert scaled_lr(1.6e-3, 512) == pytest.approx(1.6e-3)
@@ -148,6 +177,7 @@ def test_adamw_decays_only_the_decay_group():
 
 # ------------------------------------------------------------------------------------------------ loss
 
+
 def test_soft_target_cross_entropy_by_hand():
     logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     targets = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.25, 0.25]])
@@ -182,9 +212,10 @@ def test_mixup_loss_is_the_mix_of_the_two_losses():
         if y[i] == y[partner[i]]:
             continue
         lam = (soft[i, y[i]] - eps / k) / (1 - eps)  # the weight on the sample's own label
-        expected = lam * soft_target_cross_entropy(logits[i:i + 1], one[i:i + 1]) + (1 - lam) * \
-            soft_target_cross_entropy(logits[i:i + 1], one[partner[i]:partner[i] + 1])
-        torch.testing.assert_close(soft_target_cross_entropy(logits[i:i + 1], soft[i:i + 1]), expected)
+        expected = lam * soft_target_cross_entropy(logits[i : i + 1], one[i : i + 1]) + (
+            1 - lam
+        ) * soft_target_cross_entropy(logits[i : i + 1], one[partner[i] : partner[i] + 1])
+        torch.testing.assert_close(soft_target_cross_entropy(logits[i : i + 1], soft[i : i + 1]), expected)
     torch.testing.assert_close(soft.sum(1), torch.ones(6))
 
 
@@ -194,6 +225,7 @@ def test_loss_rejects_mismatched_classes():
 
 
 # -------------------------------------------------------------------------------------------- metrics
+
 
 class _Lookup(nn.Module):
     """A 'model' whose logits for a clip ``(C, T, H, W)`` are its C values at the first position."""
@@ -247,6 +279,7 @@ def test_clip_level_top1_top5_and_confusion():
 
 
 # ---------------------------------------------------------------------------------- checkpoints, RNG
+
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"

@@ -19,11 +19,27 @@ ROOT = Path(__file__).resolve().parent.parent
 # augmentation sampler deals positions like cards: rank 0 gets clips 0, 2, 4, 6, rank 1 gets 1, 3, 5, 7.
 # SGD, whose update is linear in the gradient: AdamW's first steps move every weight by about +-lr
 # whatever the gradient's size, so a rounding difference in a near-zero gradient could flip a sign.
-COMMON = ["model.name=mvit_tiny", "model.config.num_classes=4", "model.config.input_size=[2, 16, 16]",
-          "model.config.embed_dim=8", "model.config.drop_path=0.0", "model.config.dropout=0.0",
-          "data.num_workers=0", "data.shuffle=false", "augment.repeat_aug=1", "augment.mixup_alpha=0",
-          "augment.cutmix_alpha=0", "optim.epochs=2", "optim.warmup_epochs=0.5", "optim.name=sgd", "optim.lr=20",
-          "run.device=cpu", "run.progress=false", "run.log_every_steps=1", "run.multi_view_eval=false"]
+COMMON = [
+    "model.name=mvit_tiny",
+    "model.config.num_classes=4",
+    "model.config.input_size=[2, 16, 16]",
+    "model.config.embed_dim=8",
+    "model.config.drop_path=0.0",
+    "model.config.dropout=0.0",
+    "data.num_workers=0",
+    "data.shuffle=false",
+    "augment.repeat_aug=1",
+    "augment.mixup_alpha=0",
+    "augment.cutmix_alpha=0",
+    "optim.epochs=2",
+    "optim.warmup_epochs=0.5",
+    "optim.name=sgd",
+    "optim.lr=20",
+    "run.device=cpu",
+    "run.progress=false",
+    "run.log_every_steps=1",
+    "run.multi_view_eval=false",
+]
 
 SCRIPT = textwrap.dedent("""
     import os, sys, torch
@@ -51,11 +67,32 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     script = tmp_path / "ddp.py"
     script.write_text(SCRIPT.format(common=COMMON))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                            str(script), str(tmp_path / "ddp"), "4"], cwd=ROOT, env=env, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    single = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), "8"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
+    ddp = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(tmp_path / "ddp"),
+            "4",
+        ],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    single = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "single"), "8"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out, _ = ddp.communicate(timeout=300)
     assert ddp.returncode == 0, out[-3000:]
     assert single.returncode == 0, single.stderr[-3000:]

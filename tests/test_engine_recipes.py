@@ -20,9 +20,17 @@ def _cpu_step_overrides(name: str, tmp_path) -> list[str]:
     cfg = load_config(name)
     shrink = SMALL_INPUT.get(cfg.data.dataset)
     return ([f"model.config.input_size={shrink}"] if shrink else []) + [
-        "data.batch_size=1", "data.num_workers=0", "optim.epochs=1", "optim.warmup_epochs=0", "run.device=cpu",
-        "run.eval_every_epochs=0", "run.multi_view_eval=false", "run.progress=false", "run.log_every_steps=1",
-        f"run.output_dir={tmp_path}"]
+        "data.batch_size=1",
+        "data.num_workers=0",
+        "optim.epochs=1",
+        "optim.warmup_epochs=0",
+        "run.device=cpu",
+        "run.eval_every_epochs=0",
+        "run.multi_view_eval=false",
+        "run.progress=false",
+        "run.log_every_steps=1",
+        f"run.output_dir={tmp_path}",
+    ]
 
 
 @pytest.mark.slow
@@ -54,7 +62,7 @@ def data_roots(tmp_path_factory):
 @pytest.mark.parametrize("name", list_recipes())
 def test_recipe_data_settings_build_its_datasets(name, data_roots):
     cfg = load_config(name)
-    overrides = ([f"data.root={data_roots[cfg.data.dataset]}"] if cfg.data.dataset in data_roots else [])
+    overrides = [f"data.root={data_roots[cfg.data.dataset]}"] if cfg.data.dataset in data_roots else []
     if cfg.data.dataset == "imagefolder":
         overrides.append("model.config.num_classes=2")
     shrink = SMALL_INPUT.get(cfg.data.dataset)
@@ -75,8 +83,9 @@ def test_imagenet_recipe_computes_deit_300_passes_with_deit_warmup():
     warms up for 5 of its 300 passes. Passes are counted through the sampler the engine draws an epoch from."""
     cfg = load_config("imagenet_mvit_b_16")
     images, ranks = 1_000, 8
-    draws_per_epoch = sum(len(RepeatAugSampler(range(images), cfg.augment.repeat_aug, ranks, rank))
-                          for rank in range(ranks))
+    draws_per_epoch = sum(
+        len(RepeatAugSampler(range(images), cfg.augment.repeat_aug, ranks, rank)) for rank in range(ranks)
+    )
     passes_per_epoch = draws_per_epoch / images
     assert cfg.optim.epochs * passes_per_epoch == pytest.approx(300)
     assert cfg.optim.warmup_epochs * passes_per_epoch == pytest.approx(5)

@@ -19,8 +19,16 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mvit.engine import (ConfigError, NonFiniteLossError, TrainingInterrupted, evaluate, load_checkpoint, load_config,
-                         save_checkpoint, train)
+from mvit.engine import (
+    ConfigError,
+    NonFiniteLossError,
+    TrainingInterrupted,
+    evaluate,
+    load_checkpoint,
+    load_config,
+    save_checkpoint,
+    train,
+)
 from mvit.engine.checkpoint import OutputDirLock
 from mvit.engine.model import build_model_from_config
 
@@ -33,48 +41,52 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ------------------------------------------------------------------------------------- value ranges
 
-@pytest.mark.parametrize("override, key, valid", [
-    ("optim.clip_grad_norm=-1", "optim.clip_grad_norm", "positive"),
-    ("optim.clip_grad_norm=0", "optim.clip_grad_norm", "positive"),
-    ("optim.weight_decay=-0.01", "optim.weight_decay", "not be negative"),
-    ("optim.final_lr_ratio=1.5", "optim.final_lr_ratio", "[0, 1]"),
-    ("optim.final_lr_ratio=-0.1", "optim.final_lr_ratio", "[0, 1]"),
-    ("optim.warmup_start_ratio=2", "optim.warmup_start_ratio", "[0, 1]"),
-    ("optim.lr=.nan", "optim.lr", "finite"),
-    ("optim.lr=.inf", "optim.lr", "finite"),
-    ("optim.lr=0", "optim.lr", "positive"),
-    ("optim.eps=.nan", "optim.eps", "finite"),
-    ("optim.eps=0", "optim.eps", "positive"),
-    ("optim.weight_decay=.inf", "optim.weight_decay", "finite"),
-    ("optim.warmup_epochs=.nan", "optim.warmup_epochs", "finite"),
-    ("augment.label_smoothing=-.inf", "augment.label_smoothing", "finite"),
-    ("run.seed=-1", "run.seed", "not be negative"),
-    ("data.train_size=-3", "data.train_size", "at least 1"),
-    ("data.train_size=0", "data.train_size", "at least 1"),
-    ("data.val_size=0", "data.val_size", "at least 1"),
-    ("data.eval_batch_size=0", "data.eval_batch_size", "at least 1"),
-    ("optim.betas=[0.9,1.5]", "optim.betas[1]", "[0, 1)"),
-    ("optim.betas=[1.0,0.999]", "optim.betas[0]", "[0, 1)"),
-    ("optim.betas=[-0.1,0.999]", "optim.betas[0]", "[0, 1)"),
-    ("optim.betas=[0.9,.nan]", "optim.betas[1]", "finite"),
-    ("optim.momentum=1", "optim.momentum", "[0, 1)"),
-    ("optim.momentum=-0.5", "optim.momentum", "[0, 1)"),
-    ("augment.mixup_alpha=-1", "augment.mixup_alpha", "not be negative"),
-    ("augment.cutmix_alpha=-0.5", "augment.cutmix_alpha", "not be negative"),
-    ("augment.switch_prob=1.2", "augment.switch_prob", "[0, 1]"),
-    ("augment.switch_prob=-0.2", "augment.switch_prob", "[0, 1]"),
-    ("augment.label_smoothing=1", "augment.label_smoothing", "[0, 1)"),
-    ("model.config.input_size=[8,30,30]", "model.config.input_size", "multiple of the stride"),
-    ("model.config.input_size=[7,32,32]", "model.config.input_size", "multiple of the stride"),
-    ("model.config.input_size=[8,0,32]", "model.config.input_size", "positive multiple"),
-    ("model.config.patch_stride=[2,0,4]", "model.config.input_size", "positive multiple"),
-    ("model.config.drop_path=.nan", "drop_path", "[0, 1)"),
-    ("model.config.norm_eps=.nan", "model.config.norm_eps", "finite"),
-    ("model.config.norm_eps=0", "model.config.norm_eps", "positive"),
-    ("model.config.num_classes=0", "model.config.num_classes", "at least 1"),
-    ("model.config.num_heads=0", "model.config.num_heads", "at least 1"),
-    ("model.config.embed_dim=0", "model.config.embed_dim", "at least 1"),
-])
+
+@pytest.mark.parametrize(
+    "override, key, valid",
+    [
+        ("optim.clip_grad_norm=-1", "optim.clip_grad_norm", "positive"),
+        ("optim.clip_grad_norm=0", "optim.clip_grad_norm", "positive"),
+        ("optim.weight_decay=-0.01", "optim.weight_decay", "not be negative"),
+        ("optim.final_lr_ratio=1.5", "optim.final_lr_ratio", "[0, 1]"),
+        ("optim.final_lr_ratio=-0.1", "optim.final_lr_ratio", "[0, 1]"),
+        ("optim.warmup_start_ratio=2", "optim.warmup_start_ratio", "[0, 1]"),
+        ("optim.lr=.nan", "optim.lr", "finite"),
+        ("optim.lr=.inf", "optim.lr", "finite"),
+        ("optim.lr=0", "optim.lr", "positive"),
+        ("optim.eps=.nan", "optim.eps", "finite"),
+        ("optim.eps=0", "optim.eps", "positive"),
+        ("optim.weight_decay=.inf", "optim.weight_decay", "finite"),
+        ("optim.warmup_epochs=.nan", "optim.warmup_epochs", "finite"),
+        ("augment.label_smoothing=-.inf", "augment.label_smoothing", "finite"),
+        ("run.seed=-1", "run.seed", "not be negative"),
+        ("data.train_size=-3", "data.train_size", "at least 1"),
+        ("data.train_size=0", "data.train_size", "at least 1"),
+        ("data.val_size=0", "data.val_size", "at least 1"),
+        ("data.eval_batch_size=0", "data.eval_batch_size", "at least 1"),
+        ("optim.betas=[0.9,1.5]", "optim.betas[1]", "[0, 1)"),
+        ("optim.betas=[1.0,0.999]", "optim.betas[0]", "[0, 1)"),
+        ("optim.betas=[-0.1,0.999]", "optim.betas[0]", "[0, 1)"),
+        ("optim.betas=[0.9,.nan]", "optim.betas[1]", "finite"),
+        ("optim.momentum=1", "optim.momentum", "[0, 1)"),
+        ("optim.momentum=-0.5", "optim.momentum", "[0, 1)"),
+        ("augment.mixup_alpha=-1", "augment.mixup_alpha", "not be negative"),
+        ("augment.cutmix_alpha=-0.5", "augment.cutmix_alpha", "not be negative"),
+        ("augment.switch_prob=1.2", "augment.switch_prob", "[0, 1]"),
+        ("augment.switch_prob=-0.2", "augment.switch_prob", "[0, 1]"),
+        ("augment.label_smoothing=1", "augment.label_smoothing", "[0, 1)"),
+        ("model.config.input_size=[8,30,30]", "model.config.input_size", "multiple of the stride"),
+        ("model.config.input_size=[7,32,32]", "model.config.input_size", "multiple of the stride"),
+        ("model.config.input_size=[8,0,32]", "model.config.input_size", "positive multiple"),
+        ("model.config.patch_stride=[2,0,4]", "model.config.input_size", "positive multiple"),
+        ("model.config.drop_path=.nan", "drop_path", "[0, 1)"),
+        ("model.config.norm_eps=.nan", "model.config.norm_eps", "finite"),
+        ("model.config.norm_eps=0", "model.config.norm_eps", "positive"),
+        ("model.config.num_classes=0", "model.config.num_classes", "at least 1"),
+        ("model.config.num_heads=0", "model.config.num_heads", "at least 1"),
+        ("model.config.embed_dim=0", "model.config.embed_dim", "at least 1"),
+    ],
+)
 def test_values_out_of_range_are_refused_naming_the_key_and_the_range(override, key, valid):
     with pytest.raises(ConfigError) as err:
         load_config("cpu_synthetic_mvit", [override])
@@ -82,10 +94,22 @@ def test_values_out_of_range_are_refused_naming_the_key_and_the_range(override, 
 
 
 def test_values_at_the_edges_of_their_ranges_are_accepted():
-    cfg = load_config("cpu_synthetic_mvit", [
-        "optim.clip_grad_norm=null", "optim.weight_decay=0", "optim.final_lr_ratio=1", "optim.warmup_start_ratio=0",
-        "run.seed=0", "data.train_size=1", "optim.betas=[0,0.5]", "optim.momentum=0", "augment.mixup_alpha=0",
-        "augment.switch_prob=1", "model.config.input_size=[2,4,4]"])
+    cfg = load_config(
+        "cpu_synthetic_mvit",
+        [
+            "optim.clip_grad_norm=null",
+            "optim.weight_decay=0",
+            "optim.final_lr_ratio=1",
+            "optim.warmup_start_ratio=0",
+            "run.seed=0",
+            "data.train_size=1",
+            "optim.betas=[0,0.5]",
+            "optim.momentum=0",
+            "augment.mixup_alpha=0",
+            "augment.switch_prob=1",
+            "model.config.input_size=[2,4,4]",
+        ],
+    )
     assert cfg.optim.clip_grad_norm is None and cfg.model.config["input_size"] == (2, 4, 4)
 
 
@@ -104,6 +128,7 @@ def test_yaml_syntax_errors_name_the_file_and_line(tmp_path):
 
 # ------------------------------------------------------------------------------------- the NaN guard
 
+
 def _weights_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -111,11 +136,23 @@ def _weights_equal(a: dict, b: dict) -> bool:
 def test_diverged_weights_never_reach_the_checkpoint(tmp_path):
     """The issue's case: a run resumed with a huge lr. The step that blows the weights up still has a finite
     loss; the checkpoint of that step is held until the next loss, which is NaN, so it is never written."""
-    train(load_config(None, TINY + ["optim.epochs=1", "optim.warmup_epochs=0", f"run.output_dir={tmp_path}"]),
-          tiny_data(8), tiny_data(4, seed=1))
+    train(
+        load_config(None, TINY + ["optim.epochs=1", "optim.warmup_epochs=0", f"run.output_dir={tmp_path}"]),
+        tiny_data(8),
+        tiny_data(4, seed=1),
+    )
     good = load_checkpoint(tmp_path / "checkpoint.pt")
-    cfg = load_config(None, TINY + ["optim.epochs=3", "optim.warmup_epochs=0", "optim.lr=1e38",
-                                    "run.checkpoint_every_steps=1", f"run.output_dir={tmp_path}"])
+    cfg = load_config(
+        None,
+        TINY
+        + [
+            "optim.epochs=3",
+            "optim.warmup_epochs=0",
+            "optim.lr=1e38",
+            "run.checkpoint_every_steps=1",
+            f"run.output_dir={tmp_path}",
+        ],
+    )
     with pytest.warns(UserWarning, match="optim.lr"), pytest.raises(NonFiniteLossError) as err:
         train(cfg, tiny_data(8), tiny_data(4, seed=1))
     message = str(err.value)
@@ -146,6 +183,7 @@ def test_weights_that_turn_nan_are_not_saved_and_the_earlier_checkpoint_stays(tm
 
 def test_no_save_of_non_finite_weights_at_the_end_of_an_epoch(tmp_path):
     """No later loss to check (last step of the last epoch, no validation): the save itself refuses."""
+
     def poison(model, info):
         if info["step"] == 4:  # 8 clips x 2 repeats / batch 4: the last step
             with torch.no_grad():
@@ -178,13 +216,31 @@ def test_a_non_finite_validation_loss_stops_without_saving(tmp_path):
 
 # ------------------------------------------------------------------------------- one run per folder
 
-CLI = [sys.executable, "-m", "mvit", "train", "--config", "cpu_synthetic_mvit", *TINY, "model.config.num_classes=10",
-       "model.config.input_size=[4, 16, 16]", "data.train_size=8", "data.val_size=4", "optim.warmup_epochs=1"]
+CLI = [
+    sys.executable,
+    "-m",
+    "mvit",
+    "train",
+    "--config",
+    "cpu_synthetic_mvit",
+    *TINY,
+    "model.config.num_classes=10",
+    "model.config.input_size=[4, 16, 16]",
+    "data.train_size=8",
+    "data.val_size=4",
+    "optim.warmup_epochs=1",
+]
 
 
 def _cli(out: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([*CLI, "--output-dir", str(out), *extra], cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.Popen(
+        [*CLI, "--output-dir", str(out), *extra],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 @pytest.mark.slow
@@ -202,8 +258,11 @@ def test_a_second_run_on_a_folder_in_use_is_refused_and_a_killed_runs_folder_is_
     first.kill()  # SIGKILL: no cleanup; the lock file stays, the lock itself goes with the process
     first.communicate(timeout=60)
     assert (out / ".lock").is_file()
-    cfg = load_config("cpu_synthetic_mvit", CLI[CLI.index("cpu_synthetic_mvit") + 1:] + [
-        "optim.epochs=500", f"run.output_dir={out}", "run.checkpoint_every_steps=1"])
+    cfg = load_config(
+        "cpu_synthetic_mvit",
+        CLI[CLI.index("cpu_synthetic_mvit") + 1 :]
+        + ["optim.epochs=500", f"run.output_dir={out}", "run.checkpoint_every_steps=1"],
+    )
     sent = []
 
     def stop(model, info):
@@ -216,13 +275,22 @@ def test_a_second_run_on_a_folder_in_use_is_refused_and_a_killed_runs_folder_is_
 
 
 def test_the_lock_is_held_by_one_process_at_a_time(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from mvit.engine.checkpoint import OutputDirLock
         lock = OutputDirLock({str(tmp_path)!r}).acquire()
         print("locked", flush=True)
         time.sleep(60)
-    """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(ConfigError, match=f"process {holder.pid} holds"):
         train(load_config(None, TINY + [f"run.output_dir={tmp_path}"]), tiny_data(8))
@@ -251,11 +319,14 @@ def test_an_output_dir_that_is_a_file_or_read_only_is_refused_before_any_work(tm
 
 # -------------------------------------------------------------------------------- settings history
 
+
 def test_resuming_with_changed_settings_keeps_the_original_and_the_history(tmp_path):
     first = load_config(None, TINY + ["optim.epochs=1", "optim.warmup_epochs=0", f"run.output_dir={tmp_path}"])
     train(first, tiny_data(8))
-    second = load_config(None, TINY + ["optim.epochs=2", "optim.warmup_epochs=0", "run.seed=7", "optim.lr=0.1",
-                                       f"run.output_dir={tmp_path}"])
+    second = load_config(
+        None,
+        TINY + ["optim.epochs=2", "optim.warmup_epochs=0", "run.seed=7", "optim.lr=0.1", f"run.output_dir={tmp_path}"],
+    )
     with pytest.warns(UserWarning) as warned:
         train(second, tiny_data(8))
     message = " ".join(str(w.message) for w in warned if "changed settings" in str(w.message))
@@ -278,12 +349,16 @@ def test_a_resume_changing_only_harmless_settings_does_not_warn(tmp_path, recwar
 
 # ------------------------------------------------------------------------- checkpoint files, full disk
 
-@pytest.mark.parametrize("content, said", [
-    (b"", "an empty file"),
-    (b"step: 3\nweights: none\n", "not a PyTorch file"),
-    (bytes(range(256)) * 64, "not a PyTorch file"),
-    ("truncated", "truncated"),
-])
+
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        (b"", "an empty file"),
+        (b"step: 3\nweights: none\n", "not a PyTorch file"),
+        (bytes(range(256)) * 64, "not a PyTorch file"),
+        ("truncated", "truncated"),
+    ],
+)
 def test_unreadable_checkpoint_files_are_named_with_the_fix(tmp_path, content, said):
     path = tmp_path / "checkpoint.pt"
     if content == "truncated":

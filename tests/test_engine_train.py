@@ -23,10 +23,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # A model of a few thousand parameters on 2 x 16 x 16 clips; stochastic depth, dropout, Mixup/CutMix and
 # repeated augmentation stay on so that resuming must restore every RNG and the sample order.
-TINY = ["model.name=mvit_tiny", "model.config.num_classes=4", "model.config.input_size=[2, 16, 16]",
-        "model.config.embed_dim=8", "model.config.drop_path=0.1", "model.config.dropout=0.1",
-        "data.batch_size=4", "data.num_workers=0", "optim.epochs=2", "optim.warmup_epochs=0.5", "optim.lr=0.2",
-        "run.device=cpu", "run.progress=false", "run.log_every_steps=1", "run.multi_view_eval=false"]
+TINY = [
+    "model.name=mvit_tiny",
+    "model.config.num_classes=4",
+    "model.config.input_size=[2, 16, 16]",
+    "model.config.embed_dim=8",
+    "model.config.drop_path=0.1",
+    "model.config.dropout=0.1",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "optim.epochs=2",
+    "optim.warmup_epochs=0.5",
+    "optim.lr=0.2",
+    "run.device=cpu",
+    "run.progress=false",
+    "run.log_every_steps=1",
+    "run.multi_view_eval=false",
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -57,8 +70,13 @@ SCRIPT = textwrap.dedent("""
 
 
 def _start(script: Path, out: Path, kill_at: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(script), str(out), str(kill_at)], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(out), str(kill_at)],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -87,7 +105,10 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     b = load_checkpoint(tmp_path / "killed" / "checkpoint.pt")
     assert a["step"] == b["step"] == 24
     diff = max((a["model"][k] - b["model"][k]).abs().max().item() for k in a["model"])
-    losses = [(s["step"], s["loss"]) for s in a["history"]["steps"]], [(s["step"], s["loss"]) for s in b["history"]["steps"]]
+    losses = (
+        [(s["step"], s["loss"]) for s in a["history"]["steps"]],
+        [(s["step"], s["loss"]) for s in b["history"]["steps"]],
+    )
     assert diff <= 1e-6, f"max abs weight difference {diff}; losses (uninterrupted, resumed): {losses}"
     assert losses[0] == losses[1]
     assert a["history"]["epochs"][-1]["val_top1"] == b["history"]["epochs"][-1]["val_top1"]
@@ -98,20 +119,35 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     steps = [r["step"] for r in killed_log if r["kind"] == "train"]
     assert steps == list(range(1, 25))  # steps 17 and later were logged before the kill, then again
     drop = ("clips_per_s",)
-    assert [{k: v for k, v in r.items() if k not in drop} for r in killed_log] == \
-        [{k: v for k, v in r.items() if k not in drop} for r in whole_log]
+    assert [{k: v for k, v in r.items() if k not in drop} for r in killed_log] == [
+        {k: v for k, v in r.items() if k not in drop} for r in whole_log
+    ]
 
 
 def test_nan_loss_stops_naming_the_iteration_and_keeps_the_last_good_checkpoint(tmp_path):
     data = tiny_data(16)
     data.tensors[0][9, 0, 0, 0, 0] = float("nan")  # in order, sample 9 sits in the third batch of 4
-    cfg = load_config(None, TINY + ["data.shuffle=false", "augment.repeat_aug=1", "augment.mixup_alpha=0",
-                                    "augment.cutmix_alpha=0", "run.checkpoint_every_steps=1",
-                                    f"run.output_dir={tmp_path}"])
+    cfg = load_config(
+        None,
+        TINY
+        + [
+            "data.shuffle=false",
+            "augment.repeat_aug=1",
+            "augment.mixup_alpha=0",
+            "augment.cutmix_alpha=0",
+            "run.checkpoint_every_steps=1",
+            f"run.output_dir={tmp_path}",
+        ],
+    )
     seen = {}
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 0, iteration 3 \(optimizer step 3\)") as err:
-        train(cfg, data, on_step=lambda model, info: seen.update(
-            {info["step"]: {k: v.clone() for k, v in model.state_dict().items()}}))
+        train(
+            cfg,
+            data,
+            on_step=lambda model, info: seen.update(
+                {info["step"]: {k: v.clone() for k, v in model.state_dict().items()}}
+            ),
+        )
     assert "still holds the checkpoint of epoch 0, iteration 2, optimizer step 2" in str(err.value)
     assert "input clips of this step hold NaN/inf" in str(err.value)  # the data's fault, not the weights'
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
@@ -136,13 +172,25 @@ def test_sigterm_writes_a_checkpoint_then_stops_and_the_run_resumes(tmp_path):
 
 
 def test_gradient_accumulation_matches_the_larger_batch(tmp_path):
-    common = TINY + ["data.shuffle=false", "augment.repeat_aug=1", "augment.mixup_alpha=0", "augment.cutmix_alpha=0",
-                     "model.config.drop_path=0.0", "model.config.dropout=0.0", "optim.epochs=3", "optim.lr=0.05"]
+    common = TINY + [
+        "data.shuffle=false",
+        "augment.repeat_aug=1",
+        "augment.mixup_alpha=0",
+        "augment.cutmix_alpha=0",
+        "model.config.drop_path=0.0",
+        "model.config.dropout=0.0",
+        "optim.epochs=3",
+        "optim.lr=0.05",
+    ]
     big = train(load_config(None, common + ["data.batch_size=8", f"run.output_dir={tmp_path / 'big'}"]), tiny_data())
-    acc = train(load_config(None, common + ["data.batch_size=4", "optim.accum_steps=2",
-                                            f"run.output_dir={tmp_path / 'acc'}"]), tiny_data())
+    acc = train(
+        load_config(None, common + ["data.batch_size=4", "optim.accum_steps=2", f"run.output_dir={tmp_path / 'acc'}"]),
+        tiny_data(),
+    )
     assert [s["lr"] for s in big["steps"]] == [s["lr"] for s in acc["steps"]]
-    torch.testing.assert_close([s["loss"] for s in acc["steps"]], [s["loss"] for s in big["steps"]], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        [s["loss"] for s in acc["steps"]], [s["loss"] for s in big["steps"]], rtol=1e-5, atol=1e-6
+    )
     a = load_checkpoint(tmp_path / "big" / "checkpoint.pt")["model"]
     b = load_checkpoint(tmp_path / "acc" / "checkpoint.pt")["model"]
     for k in a:
@@ -174,11 +222,31 @@ def test_dataset_with_other_classes_than_the_model_fails_before_training(tmp_pat
 
 def test_cli_sigterm_exits_143_after_writing_a_checkpoint(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "mvit", "train", "--config", "cpu_synthetic_mvit", "--output-dir", str(out),
-           *TINY, "model.config.num_classes=10", "model.config.input_size=[4, 16, 16]", "data.train_size=8",
-           "data.val_size=4", "optim.epochs=500", "optim.warmup_epochs=1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "mvit",
+        "train",
+        "--config",
+        "cpu_synthetic_mvit",
+        "--output-dir",
+        str(out),
+        *TINY,
+        "model.config.num_classes=10",
+        "model.config.input_size=[4, 16, 16]",
+        "data.train_size=8",
+        "data.val_size=4",
+        "optim.epochs=500",
+        "optim.warmup_epochs=1",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     metrics = out / "metrics.jsonl"
     deadline = time.time() + 120
     while not (metrics.is_file() and metrics.read_text().strip()) and time.time() < deadline and proc.poll() is None:
@@ -206,11 +274,13 @@ def test_resuming_with_another_model_or_changed_settings(tmp_path):
 def test_tensorboard_is_used_when_installed_and_named_when_missing(tmp_path):
     try:
         import torch.utils.tensorboard  # noqa: F401
+
         installed = True
     except ImportError:
         installed = False
-    cfg = load_config(None, TINY + ["optim.epochs=1", "optim.warmup_epochs=0", "run.tensorboard=true",
-                                    f"run.output_dir={tmp_path}"])
+    cfg = load_config(
+        None, TINY + ["optim.epochs=1", "optim.warmup_epochs=0", "run.tensorboard=true", f"run.output_dir={tmp_path}"]
+    )
     if installed:
         train(cfg, tiny_data(8))
         assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))

@@ -6,10 +6,10 @@ import os
 import re
 import shlex
 import sys
-import tomllib
 from pathlib import Path
 
 import nbformat
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 
@@ -38,14 +38,17 @@ def _pyproject():
 
 
 def test_environment_lists_every_runtime_dependency():
-    missing = [r for r in _pyproject()["dependencies"] if CONDA_NAMES.get(_name(r), _name(r)) not in _environment_names()]
+    missing = [
+        r for r in _pyproject()["dependencies"] if CONDA_NAMES.get(_name(r), _name(r)) not in _environment_names()
+    ]
     assert not missing, f"environment.yml lacks these runtime dependencies of pyproject.toml: {missing}"
 
 
 def test_environment_lists_every_optional_dependency():
     extras = _pyproject()["optional-dependencies"]
-    missing = [r for reqs in extras.values() for r in reqs
-               if CONDA_NAMES.get(_name(r), _name(r)) not in _environment_names()]
+    missing = [
+        r for reqs in extras.values() for r in reqs if CONDA_NAMES.get(_name(r), _name(r)) not in _environment_names()
+    ]
     assert not missing, f"environment.yml lacks these optional dependencies of pyproject.toml: {missing}"
 
 
@@ -55,7 +58,9 @@ def test_environment_installs_the_package_itself_not_editable():
     env = yaml.safe_load(text)
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert "." in pip, "environment.yml must install this repository (`.` under pip:)"
-    assert not [d for d in pip if d.startswith(("-e", "--editable"))], "environment.yml must not use an editable install"
+    assert not [d for d in pip if d.startswith(("-e", "--editable"))], (
+        "environment.yml must not use an editable install"
+    )
     assert "pip install --no-deps -e ." in text, "the header should say how to make the install editable"
 
 
@@ -73,8 +78,11 @@ JUPYTER_RUNTIME = {"ipykernel", "nbformat", "nbconvert"}
 
 def _binder_requirements() -> list[Requirement]:
     lines = (BINDER / "requirements.txt").read_text().splitlines()
-    return [Requirement(line.split("#")[0].strip()) for line in lines
-            if line.split("#")[0].strip() and not line.lstrip().startswith("-")]
+    return [
+        Requirement(line.split("#")[0].strip())
+        for line in lines
+        if line.split("#")[0].strip() and not line.lstrip().startswith("-")
+    ]
 
 
 def _binder_installs() -> list[list[str]]:
@@ -83,7 +91,7 @@ def _binder_installs() -> list[list[str]]:
     for line in (BINDER / "postBuild").read_text().splitlines():
         words = shlex.split(line, comments=True)
         if "pip" in words and "install" in words:
-            commands.append(words[words.index("install") + 1:])
+            commands.append(words[words.index("install") + 1 :])
     return commands
 
 
@@ -103,8 +111,11 @@ def test_binder_requirements_agree_with_pyproject():
     declared = {_name(r): Requirement(r) for r in _pyproject()["dependencies"]}
     for reqs in _pyproject()["optional-dependencies"].values():
         declared.update({_name(r): Requirement(r) for r in reqs})
-    differ = [f"{r} vs pyproject's {declared[r.name.lower()]}" for r in _binder_requirements()
-              if r.name.lower() in declared and r.specifier != declared[r.name.lower()].specifier]
+    differ = [
+        f"{r} vs pyproject's {declared[r.name.lower()]}"
+        for r in _binder_requirements()
+        if r.name.lower() in declared and r.specifier != declared[r.name.lower()].specifier
+    ]
     assert not differ, f"binder/requirements.txt and pyproject.toml disagree: {differ}"
     assert not [r for r in _binder_requirements() if r.name.lower() == "mvit"], "postBuild installs mvit itself"
 
@@ -114,8 +125,13 @@ def test_binder_leaves_out_the_build_and_test_tools():
     tools = {_name(r) for r in extras["dev"] + extras["book"]} - JUPYTER_RUNTIME
     binder = {r.name.lower() for r in _binder_requirements()}
     binder |= {_name(a.split("[")[0]) for args in _binder_installs() for a in args if not a.startswith("-")}
-    extras_installed = {extra.strip() for args in _binder_installs() for a in args
-                        for group in re.findall(r"\[([^]]+)\]", a) for extra in group.split(",")}
+    extras_installed = {
+        extra.strip()
+        for args in _binder_installs()
+        for a in args
+        for group in re.findall(r"\[([^]]+)\]", a)
+        for extra in group.split(",")
+    }
     assert not binder & tools, f"binder installs build or test tools: {sorted(binder & tools)}"
     assert extras_installed == {"video"}, f"binder should install only the video extra, not {extras_installed}"
 
@@ -159,8 +175,11 @@ def _notebook_imports() -> set[str]:
 
 def test_binder_provides_every_module_the_notebooks_import():
     """Run against the installed environment: each imported module's distribution must come with binder's set-up."""
-    provided = _closure({r.name for r in _binder_requirements()} | {"mvit"}
-                        | {_name(r) for r in _pyproject()["optional-dependencies"]["video"]})
+    provided = _closure(
+        {r.name for r in _binder_requirements()}
+        | {"mvit"}
+        | {_name(r) for r in _pyproject()["optional-dependencies"]["video"]}
+    )
     owners = importlib.metadata.packages_distributions()
     missing = {}
     for module in sorted(_notebook_imports()):
@@ -178,6 +197,9 @@ def test_colab_install_cell_provides_every_module_the_notebooks_import():
     assert "mvit[video] @ git+" in colab_cell_source(Repository("a", "b"), "0")
     provided = _closure({"mvit"} | {_name(r) for r in _pyproject()["optional-dependencies"]["video"]})
     owners = importlib.metadata.packages_distributions()
-    missing = {module: sorted(owners.get(module, [])) for module in sorted(_notebook_imports() - {"IPython"})
-               if not {d.lower().replace("_", "-") for d in owners.get(module, [])} & provided}
+    missing = {
+        module: sorted(owners.get(module, []))
+        for module in sorted(_notebook_imports() - {"IPython"})
+        if not {d.lower().replace("_", "-") for d in owners.get(module, [])} & provided
+    }
     assert not missing, f"the notebooks import modules that the Colab install cell does not install: {missing}"

@@ -110,7 +110,7 @@ def test_space_only_embedding_repeats_over_time():
         pos.spatial.normal_()
         table = pos.table((3, 2, 4))
     for t in range(3):
-        torch.testing.assert_close(table[1 + t * 8: 1 + (t + 1) * 8], pos.spatial)
+        torch.testing.assert_close(table[1 + t * 8 : 1 + (t + 1) * 8], pos.spatial)
 
 
 def test_joint_embedding_is_one_table():
@@ -129,8 +129,10 @@ def test_no_embedding_leaves_tokens_unchanged():
 
 def test_embedding_kinds_parameter_counts_in_mvit_b():
     """Table 11: joint space-time embedding costs 2.1 M more parameters than separate ones."""
-    counts = {kind: sum(p.numel() for p in PositionalEmbedding(kind, 96, (8, 56, 56), True).parameters())
-              for kind in ("separate", "joint", "space", "none")}
+    counts = {
+        kind: sum(p.numel() for p in PositionalEmbedding(kind, 96, (8, 56, 56), True).parameters())
+        for kind in ("separate", "joint", "space", "none")
+    }
     assert counts["separate"] == (56 * 56 + 8 + 1) * 96
     assert counts["joint"] - counts["separate"] == 96 * (8 * 56 * 56 - 56 * 56 - 8) == 2_106_624
     assert counts["space"] == (56 * 56 + 1) * 96 and counts["none"] == 0
@@ -221,11 +223,24 @@ def test_class_token_head_reads_the_first_token():
 def test_no_weight_decay_names_biases_norms_embeddings_and_class_token():
     model = tiny()
     skip = model.no_weight_decay()
-    for name in ("cls_token", "pos_embed.spatial", "pos_embed.temporal", "pos_embed.cls", "head.bias",
-                 "blocks.0.norm1.weight", "blocks.1.attn.pool_q.norm.weight", "norm.bias"):
+    for name in (
+        "cls_token",
+        "pos_embed.spatial",
+        "pos_embed.temporal",
+        "pos_embed.cls",
+        "head.bias",
+        "blocks.0.norm1.weight",
+        "blocks.1.attn.pool_q.norm.weight",
+        "norm.bias",
+    ):
         assert name in skip
-    for name in ("head.weight", "patch_embed.weight", "blocks.0.attn.qkv.weight", "blocks.1.attn.pool_q.op.weight",
-                 "blocks.0.proj.weight"):
+    for name in (
+        "head.weight",
+        "patch_embed.weight",
+        "blocks.0.attn.qkv.weight",
+        "blocks.1.attn.pool_q.op.weight",
+        "blocks.0.proj.weight",
+    ):
         assert name not in skip
 
 
@@ -317,7 +332,9 @@ def test_wrong_channel_count_names_expected_and_received_shapes():
 
 def test_size_the_patch_stride_cannot_tile():
     model = tiny()
-    with pytest.raises(ValueError, match=r"input H=62 \(shape \(1, 3, 8, 62, 64\)\) is not a multiple of the patch stride 4"):
+    with pytest.raises(
+        ValueError, match=r"input H=62 \(shape \(1, 3, 8, 62, 64\)\) is not a multiple of the patch stride 4"
+    ):
         model(torch.randn(1, 3, 8, 62, 64))
     with pytest.raises(ValueError, match=r"input T=7 .* patch stride 2"):
         model(torch.randn(1, 3, 7, 64, 64))

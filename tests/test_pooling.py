@@ -15,9 +15,12 @@ from mvit.pooling import Pool
 KERNELS = [(1, 1, 1), (1, 3, 3), (3, 3, 3), (2, 2, 2), (3, 5, 1), (4, 3, 2)]
 STRIDES = [(1, 1, 1), (1, 2, 2), (2, 2, 2), (1, 4, 4), (3, 1, 2)]
 GRIDS = [(4, 7, 7), (8, 14, 14), (3, 6, 5), (1, 9, 9)]
-CASES = [(k, s, g) for k, s, g in itertools.product(KERNELS, STRIDES, GRIDS)
-         # PyTorch's max pooling refuses a grid smaller than the kernel, even with padding
-         if all(n >= kk for n, kk in zip(g, k))]
+CASES = [
+    (k, s, g)
+    for k, s, g in itertools.product(KERNELS, STRIDES, GRIDS)
+    # PyTorch's max pooling refuses a grid smaller than the kernel, even with padding
+    if all(n >= kk for n, kk in zip(g, k))
+]
 
 
 def formula(size: int, kernel: int, stride: int, padding: int) -> int:

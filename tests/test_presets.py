@@ -78,8 +78,10 @@ def test_preset_matches_the_paper(key):
     params, gmacs = measured(name, dict(overrides))
     params_dev = params / 1e6 / paper_params_m - 1
     flops_dev = gmacs / paper_gflops - 1
-    where = f"{name} {dict(overrides)} vs {source}: params {params / 1e6:.3f} M ({params_dev:+.2%}), " \
-            f"{gmacs:.3f} GMACs ({flops_dev:+.2%})"
+    where = (
+        f"{name} {dict(overrides)} vs {source}: params {params / 1e6:.3f} M ({params_dev:+.2%}), "
+        f"{gmacs:.3f} GMACs ({flops_dev:+.2%})"
+    )
     if name in KNOWN_DEVIATIONS and not overrides:
         known_params, known_gmacs = KNOWN_DEVIATIONS[name]
         assert (params, round(gmacs, 3)) == (known_params, known_gmacs), where

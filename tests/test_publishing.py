@@ -31,21 +31,35 @@ def no_repository_variables(monkeypatch):
 # --- the setting
 
 
-@pytest.mark.parametrize("url", [
-    "", "  ", "https://github.com/YOUR-ORG/mvit-book", "https://github.com/your-org/mvit-book",
-    "https://github.com/OWNER/NAME", "https://github.com/<owner>/<name>", "https://example.com/a/b",
-    "https://www.example.org/a/b", "http://localhost:8000/a/b",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "  ",
+        "https://github.com/YOUR-ORG/mvit-book",
+        "https://github.com/your-org/mvit-book",
+        "https://github.com/OWNER/NAME",
+        "https://github.com/<owner>/<name>",
+        "https://example.com/a/b",
+        "https://www.example.org/a/b",
+        "http://localhost:8000/a/b",
+    ],
+)
 def test_empty_and_placeholder_urls_mean_no_repository(url):
     assert booktools.is_placeholder(url)
     assert parse_repository(url) is None
 
 
-@pytest.mark.parametrize("url", [
-    "https://github.com/mvit-book/mvit-book", "https://github.com/mvit-book/mvit-book.git",
-    "https://github.com/mvit-book/mvit-book/", "git@github.com:mvit-book/mvit-book.git",
-    "ssh://git@github.com/mvit-book/mvit-book.git",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/mvit-book/mvit-book",
+        "https://github.com/mvit-book/mvit-book.git",
+        "https://github.com/mvit-book/mvit-book/",
+        "git@github.com:mvit-book/mvit-book.git",
+        "ssh://git@github.com/mvit-book/mvit-book.git",
+    ],
+)
 def test_github_urls_in_every_form_name_one_repository(url):
     assert parse_repository(url, "main", "book/") == Repository("mvit-book", "mvit-book", "main", "book")
 
@@ -58,7 +72,9 @@ def test_other_urls_are_refused_with_the_fix(url):
 
 def test_the_environment_overrides_the_config_and_the_branch_defaults_to_main():
     env = {booktools.REPO_VARIABLE: "https://github.com/a/b", booktools.BRANCH_VARIABLE: "pages"}
-    assert book_repository("https://github.com/c/d", "dev", "book", environ=env) == Repository("a", "b", "pages", "book")
+    assert book_repository("https://github.com/c/d", "dev", "book", environ=env) == Repository(
+        "a", "b", "pages", "book"
+    )
     assert book_repository("https://github.com/c/d", "", "", environ=NO_ENV) == Repository("c", "d", "main", "book")
     assert book_repository("https://github.com/YOUR-ORG/x", "main", "book", environ=NO_ENV) is None
 
@@ -110,8 +126,9 @@ def _sphinx_config(url: str | None = None) -> types.SimpleNamespace:
     if url is not None:
         config["repository"]["url"] = url
     sphinx, _, _ = yaml_to_sphinx(config)
-    return types.SimpleNamespace(html_theme_options=sphinx["html_theme_options"],
-                                 myst_substitutions=sphinx.get("myst_substitutions", {}))
+    return types.SimpleNamespace(
+        html_theme_options=sphinx["html_theme_options"], myst_substitutions=sphinx.get("myst_substitutions", {})
+    )
 
 
 @pytest.mark.parametrize("url", ["", "https://github.com/YOUR-ORG/mvit-book"])
@@ -132,7 +149,10 @@ def test_with_a_repository_the_build_has_its_buttons(monkeypatch):
     _extension()._apply_repository_setting(None, config)
     options = config.html_theme_options
     assert (options["repository_url"], options["repository_branch"], options["path_to_docs"]) == (
-        "https://github.com/a/b", "pages", "book")
+        "https://github.com/a/b",
+        "pages",
+        "book",
+    )
     assert options["use_repository_button"] is True
     launch = yaml.safe_load((ROOT / "_config.yml").read_text())["launch_buttons"]
     assert options["launch_buttons"] == launch and launch["colab_url"] and launch["binderhub_url"]
@@ -294,13 +314,18 @@ def test_workflow_builds_with_the_readmes_command_and_deploys_the_site_to_pages(
     assert command == "make book"
     assert "push" in workflow["on"]
     jobs = workflow["jobs"]
-    build = next((job for job in jobs.values()
-                  if any(command in str(s.get("run", "")).splitlines() for s in job["steps"])), None)
+    build = next(
+        (job for job in jobs.values() if any(command in str(s.get("run", "")).splitlines() for s in job["steps"])), None
+    )
     assert build is not None, f"no step of {WORKFLOW.name} runs the README's build command `{command}`"
     assert "default_branch" in build.get("if", ""), "the site is published from the default branch only"
     uses = {s["uses"].split("@")[0]: s for job in jobs.values() for s in job["steps"] if "uses" in s}
-    assert {"actions/checkout", "actions/configure-pages", "actions/upload-pages-artifact",
-            "actions/deploy-pages"} <= set(uses)
+    assert {
+        "actions/checkout",
+        "actions/configure-pages",
+        "actions/upload-pages-artifact",
+        "actions/deploy-pages",
+    } <= set(uses)
     assert uses["actions/upload-pages-artifact"]["with"]["path"] == "book/_build/html"
     assert "book/_build/html" in (ROOT / "README.md").read_text()
     build_steps = [s.get("uses", s.get("run", "")) for s in build["steps"]]
@@ -322,4 +347,6 @@ def test_workflow_passes_the_repository_setting_from_the_github_context():
 
 def test_every_notebook_starts_with_the_colab_install_cell():
     problems = booktools.check_colab_cells(BOOK, booktools.configured_repository(), booktools.book_version())
-    assert not problems, "\n".join(problems) + "\nrun `make colab-cells` (python -m mvit.booktools colab-cell --write book)"
+    assert not problems, (
+        "\n".join(problems) + "\nrun `make colab-cells` (python -m mvit.booktools colab-cell --write book)"
+    )

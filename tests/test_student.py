@@ -16,9 +16,7 @@ TAG = {"tags": ["solution"]}
 
 
 def exercise(label: str, text: str):
-    return new_markdown_cell(
-        f"```{{exercise-start}}\n:label: {label}\n```\n{text}\n```{{exercise-end}}\n```"
-    )
+    return new_markdown_cell(f"```{{exercise-start}}\n:label: {label}\n```\n{text}\n```{{exercise-end}}\n```")
 
 
 def solution(label: str, code: str) -> list:
@@ -56,7 +54,10 @@ def test_cli_writes_runnable_student_notebooks(tmp_path):
 
     run = subprocess.run(
         [sys.executable, "-m", "mvit.student", str(src), str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     student = nbformat.read(out / "01_tiny.ipynb", as_version=4)
@@ -103,7 +104,10 @@ def test_unclosed_solution_is_an_error():
 def test_missing_folder_gives_a_clear_error(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "mvit.student", str(tmp_path / "nowhere"), str(tmp_path / "out")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 1
     assert "no notebooks" in run.stderr and "book" in run.stderr
@@ -111,7 +115,9 @@ def test_missing_folder_gives_a_clear_error(tmp_path):
 
 def test_the_book_tooling_imports_without_the_book_extra():
     # nbformat belongs to the `book` extra: a plain `pip install mvit` must still import every module.
-    code = ("import sys; sys.modules['nbformat'] = None\n"
-            "import mvit, mvit.student, mvit.booktools, mvit.engine.study, mvit.fused, mvit.cli; print('ok')")
+    code = (
+        "import sys; sys.modules['nbformat'] = None\n"
+        "import mvit, mvit.student, mvit.booktools, mvit.engine.study, mvit.fused, mvit.cli; print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

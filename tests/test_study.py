@@ -18,8 +18,14 @@ from scipy import stats
 from mvit.engine import ConfigError
 from mvit.engine.study import Results, Study, difference_interval, mean_interval, run_key, verdict
 
-TINY = ["data.train_size=32", "data.val_size=16", "data.batch_size=8", "optim.epochs=2", "optim.warmup_epochs=0",
-        "run.log_every_steps=1"]
+TINY = [
+    "data.train_size=32",
+    "data.val_size=16",
+    "data.batch_size=8",
+    "optim.epochs=2",
+    "optim.warmup_epochs=0",
+    "run.log_every_steps=1",
+]
 
 
 @pytest.mark.parametrize("values", [[71.0, 74.5, 69.0], [1.0, 2.0, 3.0, 4.0, 10.0], [5.0, 5.5]])
@@ -38,8 +44,14 @@ def test_mean_interval_of_one_value_is_unknown():
         mean_interval([])
 
 
-@pytest.mark.parametrize("a, b", [([80.0, 82.0, 85.0], [60.0, 71.0, 66.0]), ([1.0, 2.0, 3.0], [0.0, 1.0, 5.0, 2.0]),
-                                  ([10.0, 10.5], [9.0, 12.0, 11.0])])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ([80.0, 82.0, 85.0], [60.0, 71.0, 66.0]),
+        ([1.0, 2.0, 3.0], [0.0, 1.0, 5.0, 2.0]),
+        ([10.0, 10.5], [9.0, 12.0, 11.0]),
+    ],
+)
 def test_difference_interval_is_welchs(a, b):
     delta, low, high = difference_interval(a, b)
     ref = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
@@ -53,26 +65,54 @@ def test_difference_interval_edge_cases():
     assert delta == 0.0 and math.isnan(low) and math.isnan(high)
 
 
-@pytest.mark.parametrize("low, high, paper, expected", [
-    (1.0, 5.0, 9.9, "agrees"), (-5.0, -1.0, -2.0, "agrees"), (-5.0, -1.0, 9.9, "opposite"),
-    (1.0, 5.0, -0.1, "opposite"), (-1.0, 5.0, 9.9, "inconclusive"), (0.0, 5.0, 9.9, "inconclusive"),
-    (math.nan, math.nan, 9.9, "inconclusive"), (1.0, 2.0, 0.0, "differs"), (-1.0, 2.0, 0.0, "inconclusive"),
-    (1.0, 2.0, None, "a > b"), (-2.0, -1.0, None, "a < b"), (-2.0, 1.0, None, "inconclusive")])
+@pytest.mark.parametrize(
+    "low, high, paper, expected",
+    [
+        (1.0, 5.0, 9.9, "agrees"),
+        (-5.0, -1.0, -2.0, "agrees"),
+        (-5.0, -1.0, 9.9, "opposite"),
+        (1.0, 5.0, -0.1, "opposite"),
+        (-1.0, 5.0, 9.9, "inconclusive"),
+        (0.0, 5.0, 9.9, "inconclusive"),
+        (math.nan, math.nan, 9.9, "inconclusive"),
+        (1.0, 2.0, 0.0, "differs"),
+        (-1.0, 2.0, 0.0, "inconclusive"),
+        (1.0, 2.0, None, "a > b"),
+        (-2.0, -1.0, None, "a < b"),
+        (-2.0, 1.0, None, "inconclusive"),
+    ],
+)
 def test_verdict(low, high, paper, expected):
     assert verdict(low, high, paper) == expected
 
 
 def _run(variant, seed, accs, status="done", test=None):
     epochs = [{"epoch": i, "val_top1": a, "val_loss": 1.0 / (1 + a)} for i, a in enumerate(accs)]
-    return {"variant": variant, "seed": seed, "dir": f"/x/{variant}{seed}", "status": status, "epochs": epochs,
-            "test": test, "wall_s": 1.0 + seed, "params": 10, "gmacs": 0.5, "peak_rss_mib": 100.0,
-            "peak_cuda_mib": None, "clips_per_s": 50.0}
+    return {
+        "variant": variant,
+        "seed": seed,
+        "dir": f"/x/{variant}{seed}",
+        "status": status,
+        "epochs": epochs,
+        "test": test,
+        "wall_s": 1.0 + seed,
+        "params": 10,
+        "gmacs": 0.5,
+        "peak_rss_mib": 100.0,
+        "peak_cuda_mib": None,
+        "clips_per_s": 50.0,
+    }
 
 
 def test_results_statistics_on_constructed_runs():
-    runs = [_run("A", 0, [50, 80, 79]), _run("A", 1, [40, 85, 84]), _run("A", 2, [45, 81, 82]),
-            _run("B", 0, [30, 60, 61], test={"top1": 58.0}), _run("B", 1, [35, 65, 62], test={"top1": 60.0}),
-            _run("B", 2, [], status="diverged")]
+    runs = [
+        _run("A", 0, [50, 80, 79]),
+        _run("A", 1, [40, 85, 84]),
+        _run("A", 2, [45, 81, 82]),
+        _run("B", 0, [30, 60, 61], test={"top1": 58.0}),
+        _run("B", 1, [35, 65, 62], test={"top1": 60.0}),
+        _run("B", 2, [], status="diverged"),
+    ]
     res = Results(runs)
     assert res.variants == ["A", "B"]
     np.testing.assert_array_equal(res.values("A"), [79, 84, 82])
@@ -136,30 +176,49 @@ def test_study_runs_in_parallel_and_reads_results_back(tmp_path):
     assert {r["dir"]: os.stat(Path(r["dir"]) / "result.json").st_mtime_ns for r in again.runs} == stamps
     # the same runs in another order in another folder: the same numbers, bit for bit (which worker ran
     # which run, and what it ran before, changes nothing)
-    other = Study("cpu_synthetic_mvit", dict(reversed(variants.items())), seeds=(1, 0), root=tmp_path / "other",
-                  overrides=TINY, workers=2).run()
+    other = Study(
+        "cpu_synthetic_mvit",
+        dict(reversed(variants.items())),
+        seeds=(1, 0),
+        root=tmp_path / "other",
+        overrides=TINY,
+        workers=2,
+    ).run()
     for name in variants:
         np.testing.assert_array_equal(other.values(name, "val_loss")[::-1], first.values(name, "val_loss"))
 
 
 def test_a_diverged_run_is_a_result(tmp_path):
-    res = Study("cpu_synthetic_mvit", {"huge lr": ["optim.lr=1e30", "optim.clip_grad_norm=null"]}, seeds=(0,),
-                root=tmp_path, overrides=TINY, workers=1).run()
+    res = Study(
+        "cpu_synthetic_mvit",
+        {"huge lr": ["optim.lr=1e30", "optim.clip_grad_norm=null"]},
+        seeds=(0,),
+        root=tmp_path,
+        overrides=TINY,
+        workers=1,
+    ).run()
     assert res.runs[0]["status"] == "diverged" and "is nan" in res.runs[0]["error"].lower()
     assert res.summary()[0]["failed"] == 1 and res.summary()[0]["n"] == 0
 
 
 def test_a_killed_study_resumes_without_redoing_finished_runs(tmp_path):
     script = tmp_path / "grid.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         from mvit.engine.study import Study
         if __name__ == "__main__":
-            res = Study("cpu_synthetic_mvit", {{"A": []}}, seeds=(0, 1, 2), root={str(tmp_path / 'grid')!r},
+            res = Study("cpu_synthetic_mvit", {{"A": []}}, seeds=(0, 1, 2), root={str(tmp_path / "grid")!r},
                         overrides={TINY!r}, workers=1).run()
             print("trained", res.trained, "cached", res.cached)
-    """))
-    proc = subprocess.Popen([sys.executable, str(script)], start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    """)
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 240
     while not list((tmp_path / "grid").glob("*/result.json")):
         assert proc.poll() is None, proc.stdout.read()

@@ -25,8 +25,11 @@ REPOSITORY_BUTTONS = ("use_repository_button", "use_issues_button", "use_edit_pa
 def _apply_repository_setting(app: Sphinx, config: Config) -> None:
     options = dict(config.html_theme_options)
     try:
-        repository = book_repository(options.get("repository_url") or "", options.get("repository_branch") or "",
-                                     options.get("path_to_docs") or "")
+        repository = book_repository(
+            options.get("repository_url") or "",
+            options.get("repository_branch") or "",
+            options.get("path_to_docs") or "",
+        )
     except RepositoryError as err:
         raise ConfigError(str(err)) from None
     substitutions = dict(getattr(config, "myst_substitutions", None) or {})
@@ -40,8 +43,12 @@ def _apply_repository_setting(app: Sphinx, config: Config) -> None:
         )
         logger.info(f"no public repository set ({REPO_VARIABLE} / repository.url): no launch or repository buttons")
     else:
-        options.update(repository_url=repository.url, repository_branch=repository.branch,
-                       path_to_docs=repository.path_to_book, use_repository_button=True)
+        options.update(
+            repository_url=repository.url,
+            repository_branch=repository.branch,
+            path_to_docs=repository.path_to_book,
+            use_repository_button=True,
+        )
         substitutions["book_repository"] = (
             f"[{repository.owner}/{repository.name}]({repository.url}) (branch `{repository.branch}`)"
         )

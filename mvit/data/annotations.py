@@ -56,15 +56,16 @@ def _split_line(line: str) -> tuple[str, str] | None:
     return (match["path"], match["label"]) if match and match["path"] else None
 
 
-def read_annotation_file(annotation_file: str | os.PathLike, num_classes: int | None = None
-                         ) -> list[tuple[str, int]]:
+def read_annotation_file(annotation_file: str | os.PathLike, num_classes: int | None = None) -> list[tuple[str, int]]:
     """``[(relative path, label), ...]`` from `annotation_file`. Labels must be integers in
     ``[0, num_classes)`` (only ``>= 0`` when `num_classes` is None). Raises `AnnotationError` naming
     the file and line of the first bad line."""
     annotation_file = Path(annotation_file)
     if not annotation_file.is_file():
-        raise FileNotFoundError(f"annotation file {annotation_file} does not exist; "
-                                f"create it (one '<relative/path.mp4> <label>' per line) or fix the path")
+        raise FileNotFoundError(
+            f"annotation file {annotation_file} does not exist; "
+            f"create it (one '<relative/path.mp4> <label>' per line) or fix the path"
+        )
     expected = "expected '<relative/path.mp4> <label>' (label last, after a space or a comma)"
     samples = []
     for number, raw in enumerate(annotation_file.read_bytes().splitlines(), start=1):
@@ -74,8 +75,10 @@ def read_annotation_file(annotation_file: str | os.PathLike, num_classes: int | 
                 raise UnicodeDecodeError("utf-8", raw, raw.index(b"\0"), raw.index(b"\0") + 1, "NUL byte")
             line = raw.decode("utf-8").strip()
         except UnicodeDecodeError:
-            raise AnnotationError(f"{where}: not UTF-8 text (a binary file?); an annotation file is a text file "
-                                  "of '<relative/path.mp4> <label>' lines") from None
+            raise AnnotationError(
+                f"{where}: not UTF-8 text (a binary file?); an annotation file is a text file "
+                "of '<relative/path.mp4> <label>' lines"
+            ) from None
         if not line or line.startswith("#"):
             continue
         fields = _split_line(line)
@@ -85,12 +88,15 @@ def read_annotation_file(annotation_file: str | os.PathLike, num_classes: int | 
         try:
             label = int(label_text)
         except ValueError:
-            raise AnnotationError(f"{where}: the label {label_text!r} is not an integer; {expected}, "
-                                  f"got {line!r}") from None
+            raise AnnotationError(
+                f"{where}: the label {label_text!r} is not an integer; {expected}, got {line!r}"
+            ) from None
         if label < 0 or (num_classes is not None and label >= num_classes):
             allowed = f"[0, {num_classes - 1}]" if num_classes is not None else ">= 0"
-            raise AnnotationError(f"{where}: label {label} is out of range {allowed} (line {line!r}); labels "
-                                  "count classes from 0" + (" (is num_classes right?)" if num_classes else ""))
+            raise AnnotationError(
+                f"{where}: label {label} is out of range {allowed} (line {line!r}); labels "
+                "count classes from 0" + (" (is num_classes right?)" if num_classes else "")
+            )
         samples.append((path, label))
     if not samples:
         raise AnnotationError(f"{annotation_file} lists no samples; expected '<relative/path.mp4> <label>' lines")
@@ -102,8 +108,9 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def read_class_folders(root: str | os.PathLike, extensions: tuple[str, ...],
-                       classes: Sequence[str] | None = None) -> tuple[list[tuple[str, int]], list[str]]:
+def read_class_folders(
+    root: str | os.PathLike, extensions: tuple[str, ...], classes: Sequence[str] | None = None
+) -> tuple[list[tuple[str, int]], list[str]]:
     """``([(path relative to root, label), ...], class names)`` from ``root/<class>/<file>``.
 
     Hidden entries and folders without a file ending in `extensions` are skipped. `classes`: the
@@ -113,19 +120,25 @@ def read_class_folders(root: str | os.PathLike, extensions: tuple[str, ...],
         raise FileNotFoundError(f"dataset folder {root} does not exist; expected one sub-folder per class")
     files: dict[str, list[str]] = {}
     for folder in sorted(entry for entry in root.iterdir() if entry.is_dir() and not is_hidden(entry.name)):
-        found = sorted(str(file.relative_to(root)) for file in folder.rglob("*")
-                       if file.suffix.lower() in extensions and file.is_file()
-                       and not any(is_hidden(part) for part in file.relative_to(root).parts))
+        found = sorted(
+            str(file.relative_to(root))
+            for file in folder.rglob("*")
+            if file.suffix.lower() in extensions
+            and file.is_file()
+            and not any(is_hidden(part) for part in file.relative_to(root).parts)
+        )
         if found:
             files[folder.name] = found
     if not files:
-        raise AnnotationError(f"no files ending in {', '.join(extensions)} under {root}/<class>/; expected "
-                              f"{root}/<class name>/<files>")
+        raise AnnotationError(
+            f"no files ending in {', '.join(extensions)} under {root}/<class>/; expected {root}/<class name>/<files>"
+        )
     names = sorted(files)
     if classes is not None and list(classes) != names:
         only_here, only_there = sorted(set(names) - set(classes)), sorted(set(classes) - set(names))
         raise AnnotationError(
             f"the classes of {root} differ from the training set's: only in {root}: {only_here}, missing from "
-            f"{root}: {only_there}; both splits need the same class folders (each with at least one file)")
+            f"{root}: {only_there}; both splits need the same class folders (each with at least one file)"
+        )
     samples = [(path, label) for label, name in enumerate(names) for path in files[name]]
     return samples, names

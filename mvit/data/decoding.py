@@ -180,8 +180,11 @@ class PyAVVideo(Video):
                 break
         missing = sorted(wanted - frames.keys())
         if missing:
-            raise VideoDecodeError(self.path, f"PyAV decoded only {len(frames)} of the frames asked for; "
-                                              f"frames {missing[:5]} are missing (truncated file?)")
+            raise VideoDecodeError(
+                self.path,
+                f"PyAV decoded only {len(frames)} of the frames asked for; "
+                f"frames {missing[:5]} are missing (truncated file?)",
+            )
         return np.stack([frames[i] for i in indices.tolist()])
 
     def close(self) -> None:
@@ -208,8 +211,11 @@ def _log_once(key: str, message: str) -> None:
 
 def _log_fallback(path: str | os.PathLike, reason: str) -> None:
     """One warning per process for every file decord cannot open or decode, naming the first."""
-    _log_once("fallback", f"decord cannot read {path} ({reason}); decoding it with PyAV instead "
-                          "(and, without a further warning, any other file decord cannot read)")
+    _log_once(
+        "fallback",
+        f"decord cannot read {path} ({reason}); decoding it with PyAV instead "
+        "(and, without a further warning, any other file decord cannot read)",
+    )
 
 
 def open_video(path: str | os.PathLike, backend: str = "auto") -> Video:
@@ -232,8 +238,11 @@ def open_video(path: str | os.PathLike, backend: str = "auto") -> Video:
     if len(video) <= LONG_VIDEO_FRAMES:
         return video
     if not decord_available():
-        _log_once("missing", f"decord is not installed: decoding videos longer than {LONG_VIDEO_FRAMES} frames "
-                             "with PyAV from their first frame (pip install decord to seek instead)")
+        _log_once(
+            "missing",
+            f"decord is not installed: decoding videos longer than {LONG_VIDEO_FRAMES} frames "
+            "with PyAV from their first frame (pip install decord to seek instead)",
+        )
         return video
     try:
         decord_video = FallbackVideo(path)

@@ -69,8 +69,13 @@ def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
     return max(2, 2 * round(height * scale / 2)), max(2, 2 * round(width * scale / 2))
 
 
-def transcode(src: str | os.PathLike, dst: str | os.PathLike, start: float | None = None,
-              end: float | None = None, short_side: int | None = None) -> Path:
+def transcode(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    start: float | None = None,
+    end: float | None = None,
+    short_side: int | None = None,
+) -> Path:
     """Copy the video `src` to the mp4 `dst`, keeping only seconds ``[start, end)`` and resizing the
     short side to `short_side` (None: keep each). Audio is dropped. Raises `VideoDecodeError` naming
     `src` when it cannot be read or has no frames in the range."""
@@ -98,8 +103,11 @@ def transcode(src: str | os.PathLike, dst: str | os.PathLike, start: float | Non
                 if end is not None and time >= end - 1e-6:
                     break
                 if out_stream is None:
-                    height, width = (frame.height, frame.width) if short_side is None else \
-                        scaled_size(frame.height, frame.width, short_side)
+                    height, width = (
+                        (frame.height, frame.width)
+                        if short_side is None
+                        else scaled_size(frame.height, frame.width, short_side)
+                    )
                     height, width = height - height % 2, width - width % 2
                     out_stream = _open_stream(target, width, height, fps)
                 image = frame.reformat(width=out_stream.width, height=out_stream.height, format="yuv420p")

@@ -25,7 +25,6 @@ from typing import NamedTuple
 
 import torch
 
-
 EXCLUDED = -1  # the label of an unreadable sample's placeholder in evaluation
 
 
@@ -136,11 +135,18 @@ class FileDataset(torch.utils.data.Dataset):
                     more = f"\n  ... and {len(failures) - 50} more" if len(failures) > 50 else ""
                     raise TooManyFailures(
                         f"{len(failures)} files failed to load (more than max_failures={log.max_failures}); "
-                        f"fix or remove them, or raise max_failures:\n{listing}{more}") from error
+                        f"fix or remove them, or raise max_failures:\n{listing}{more}"
+                    ) from error
                 if not self.replaces_unreadable:
-                    warnings.warn(f"excluding unreadable sample {error} (counted and listed as unreadable)",
-                                  RuntimeWarning, stacklevel=2)
+                    warnings.warn(
+                        f"excluding unreadable sample {error} (counted and listed as unreadable)",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
                     return self._placeholder(), EXCLUDED
-                warnings.warn(f"skipping unreadable sample {error}; using another sample in its place",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"skipping unreadable sample {error}; using another sample in its place",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 index = int(torch.randint(len(self.samples), ()).item())

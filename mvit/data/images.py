@@ -29,9 +29,16 @@ class ImageFolderDataset(FileDataset):
     are not classes; `classes` (the training set's class names) makes a mismatch an error.
     """
 
-    def __init__(self, root: str | os.PathLike, mode: str = "train", crop_size: int = 224,
-                 augmentation: Augmentation | None = IMAGENET_AUGMENTATION, short_side: int | None = None,
-                 max_failures: int | None = None, classes: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        mode: str = "train",
+        crop_size: int = 224,
+        augmentation: Augmentation | None = IMAGENET_AUGMENTATION,
+        short_side: int | None = None,
+        max_failures: int | None = None,
+        classes: list[str] | None = None,
+    ) -> None:
         if mode not in ("train", "val"):
             raise ValueError(f"mode must be 'train' or 'val', got {mode!r}")
         self.root = Path(root)
@@ -62,8 +69,14 @@ class DigitsDataset(torch.utils.data.Dataset):
     (default None) is applied in the ``"train"`` split only; never flip digits.
     """
 
-    def __init__(self, split: str = "train", size: int = 32, augmentation: Augmentation | None = None,
-                 val_fraction: float = 0.2, seed: int = 0) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        size: int = 32,
+        augmentation: Augmentation | None = None,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+    ) -> None:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
 
@@ -72,8 +85,9 @@ class DigitsDataset(torch.utils.data.Dataset):
         if augmentation is not None and augmentation.flip:
             raise ValueError("flipping changes what a digit means; pass Augmentation(flip=False, ...)")
         digits = load_digits()
-        train_idx, val_idx = train_test_split(np.arange(len(digits.target)), test_size=val_fraction,
-                                              stratify=digits.target, random_state=seed)
+        train_idx, val_idx = train_test_split(
+            np.arange(len(digits.target)), test_size=val_fraction, stratify=digits.target, random_state=seed
+        )
         chosen = np.sort(train_idx if split == "train" else val_idx)
         small = torch.from_numpy(digits.images[chosen]).float()[:, None] / 16.0  # (N, 1, 8, 8) in [0, 1]
         large = torch.nn.functional.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)

@@ -36,15 +36,22 @@ class MixupCutmix:
     takes the whole batch). Random numbers come from torch's generator.
     """
 
-    def __init__(self, num_classes: int, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0,
-                 label_smoothing: float = 0.1, switch_prob: float = 0.5) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        mixup_alpha: float = 0.8,
+        cutmix_alpha: float = 1.0,
+        label_smoothing: float = 0.1,
+        switch_prob: float = 0.5,
+    ) -> None:
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if mixup_alpha < 0 or cutmix_alpha < 0:
             raise ValueError(f"alphas must be >= 0 (0 turns a method off), got {mixup_alpha}, {cutmix_alpha}")
         if not 0.0 <= label_smoothing < 1.0 or not 0.0 <= switch_prob <= 1.0:
-            raise ValueError(f"label_smoothing must lie in [0, 1) and switch_prob in [0, 1], got "
-                             f"{label_smoothing}, {switch_prob}")
+            raise ValueError(
+                f"label_smoothing must lie in [0, 1) and switch_prob in [0, 1], got {label_smoothing}, {switch_prob}"
+            )
         self.num_classes, self.label_smoothing = num_classes, label_smoothing
         self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
         if mixup_alpha == 0:
@@ -61,8 +68,9 @@ class MixupCutmix:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.ndim not in (4, 5) or x.shape[0] != y.shape[0]:
-            raise ValueError(f"expected x (B, 3, H, W) or (B, 3, T, H, W) and y (B,), got {tuple(x.shape)} "
-                             f"and {tuple(y.shape)}")
+            raise ValueError(
+                f"expected x (B, 3, H, W) or (B, 3, T, H, W) and y (B,), got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
         batch = x.shape[0]
         partner = torch.roll(torch.arange(batch), 1)
         order = torch.randperm(batch)

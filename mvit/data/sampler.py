@@ -22,8 +22,15 @@ class RepeatAugSampler(torch.utils.data.Sampler[int]):
     deterministic given `seed` and the epoch set with `set_epoch`. `num_replicas` / `rank` default to
     the initialised process group (1 / 0 without one)."""
 
-    def __init__(self, dataset: Sized, num_repeats: int = 2, num_replicas: int | None = None,
-                 rank: int | None = None, shuffle: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: Sized,
+        num_repeats: int = 2,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+    ) -> None:
         distributed = dist.is_available() and dist.is_initialized()
         if num_replicas is None:
             num_replicas = dist.get_world_size() if distributed else 1
@@ -55,4 +62,4 @@ class RepeatAugSampler(torch.utils.data.Sampler[int]):
         repeated = order.repeat_interleave(self.num_repeats)
         total = self.num_samples * self.num_replicas  # pad by wrapping around to the start
         repeated = repeated.repeat(math.ceil(total / len(repeated)))[:total]
-        return iter(repeated[self.rank::self.num_replicas].tolist())
+        return iter(repeated[self.rank :: self.num_replicas].tolist())

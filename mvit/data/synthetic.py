@@ -48,11 +48,16 @@ from .encoding import write_video
 from .transforms import KINETICS_MEAN, KINETICS_STD, frames_to_tensor, normalize
 
 CLASSES = (
-    "moving right", "moving left",
-    "moving down", "moving up",
-    "approaching", "receding",
-    "appearing", "disappearing",
-    "getting brighter", "getting darker",
+    "moving right",
+    "moving left",
+    "moving down",
+    "moving up",
+    "approaching",
+    "receding",
+    "appearing",
+    "disappearing",
+    "getting brighter",
+    "getting darker",
 )
 FAMILIES = ("horizontal", "vertical", "scale", "fade", "light")  # pair k: classes 2k, 2k + 1
 ORDER_FAMILIES = ("horizontal", "scale", "light")  # the pairs kept in the mixed set
@@ -109,8 +114,7 @@ def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return rng.uniform(0.65, 1.0, 3), rng.uniform(0.0, 0.4, 3)
 
 
-def _render_forward(family: str, num_frames: int, size: int, rng: np.random.Generator,
-                    texture=None) -> np.ndarray:
+def _render_forward(family: str, num_frames: int, size: int, rng: np.random.Generator, texture=None) -> np.ndarray:
     """Float frames ``(T, S, S, 3)`` in [0, 1] of the first class of `family`, parameters from `rng`:
     one object (disc, square or diamond) over a noisy background, plain or patterned by `texture`
     (one of `TEXTURES`, with family ``"still"``)."""
@@ -128,7 +132,7 @@ def _render_forward(family: str, num_frames: int, size: int, rng: np.random.Gene
         cx, cy = (along, across) if family == "horizontal" else (across, along)
     elif family == "scale":
         r_start, growth = rng.uniform(0.07, 0.1) * s, rng.uniform(2.5, 3.5)
-        r = r_start * growth ** t  # grows: approaching
+        r = r_start * growth**t  # grows: approaching
         cx, cy = rng.uniform(min(r_start * growth, s / 2), max(s - r_start * growth, s / 2), 2)
     elif family == "fade":
         r = rng.uniform(0.15, 0.22) * s
@@ -166,13 +170,16 @@ def class_groups(classes: str = "temporal") -> dict[str, list[int]]:
     """Labels of each group of a class set: ``{"order": [...]}`` for the temporal set, ``{"order": [0..5],
     "appearance": [6..9]}`` for the mixed one."""
     names = _check_classes(classes)
-    groups = {"order": [i for i, name in enumerate(names) if name in CLASSES],
-              "appearance": [i for i, name in enumerate(names) if name in APPEARANCE_CLASSES]}
+    groups = {
+        "order": [i for i, name in enumerate(names) if name in CLASSES],
+        "appearance": [i for i, name in enumerate(names) if name in APPEARANCE_CLASSES],
+    }
     return {group: labels for group, labels in groups.items() if labels}
 
 
-def render_clip(label: int, num_frames: int, size: int, rng: np.random.Generator,
-                classes: str = "temporal") -> np.ndarray:
+def render_clip(
+    label: int, num_frames: int, size: int, rng: np.random.Generator, classes: str = "temporal"
+) -> np.ndarray:
     """uint8 frames ``(num_frames, size, size, 3)`` of class `label` of the class set `classes`,
     parameters drawn from `rng`."""
     names = _check_classes(classes)
@@ -196,8 +203,9 @@ def sample_label(index: int, classes: str = "temporal") -> int:
     return index % len(_check_classes(classes))
 
 
-def render_sample(split: str, index: int, num_frames: int, size: int, seed: int,
-                  classes: str = "temporal") -> tuple[np.ndarray, int]:
+def render_sample(
+    split: str, index: int, num_frames: int, size: int, seed: int, classes: str = "temporal"
+) -> tuple[np.ndarray, int]:
     """``(frames uint8 (T, S, S, 3), label)`` of sample `index` of `split`; its parameters come from a
     generator seeded by ``(seed, split, index)``."""
     if split not in SPLITS:
@@ -216,8 +224,15 @@ class SyntheticVideoDataset(torch.utils.data.Dataset):
     appearance-defined classes, see the module docstring); the engine selects it with
     ``data.options.classes=mixed``."""
 
-    def __init__(self, split: str = "train", num_samples: int = 500, num_frames: int = 8, size: int = 32,
-                 seed: int = 0, classes: str = "temporal") -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        num_samples: int = 500,
+        num_frames: int = 8,
+        size: int = 32,
+        seed: int = 0,
+        classes: str = "temporal",
+    ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
         if num_samples < 1:
@@ -243,8 +258,14 @@ class SyntheticVideoDataset(torch.utils.data.Dataset):
         return clip.permute(1, 0, 2, 3).contiguous(), label
 
 
-def generate(out_dir: str | os.PathLike, num_train: int = 500, num_val: int = 100, num_frames: int = 16,
-             size: int = 64, seed: int = 0) -> dict[str, Path]:
+def generate(
+    out_dir: str | os.PathLike,
+    num_train: int = 500,
+    num_val: int = 100,
+    num_frames: int = 16,
+    size: int = 64,
+    seed: int = 0,
+) -> dict[str, Path]:
     """Write the synthetic dataset as mp4 files: ``out_dir/{train,val}/NNNNNN.mp4``, the annotation
     files ``train.csv`` / ``val.csv`` (``train/000000.mp4 0`` per line, for `VideoDataset`), and
     ``classes.txt`` (one class name per line, line i = label i).
@@ -256,15 +277,21 @@ def generate(out_dir: str | os.PathLike, num_train: int = 500, num_val: int = 10
         raise ValueError(f"size must be even (mp4 stores colour at half resolution), got {size}")
     out_dir = Path(out_dir)
     settings = dict(num_frames=num_frames, size=size, seed=seed)
-    paths = {"root": out_dir, "train": out_dir / "train.csv", "val": out_dir / "val.csv",
-             "classes": out_dir / "classes.txt"}
+    paths = {
+        "root": out_dir,
+        "train": out_dir / "train.csv",
+        "val": out_dir / "val.csv",
+        "classes": out_dir / "classes.txt",
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     record = out_dir / "synthetic.json"
     if record.exists():
         previous = json.loads(record.read_text())
         if previous != settings:
-            raise ValueError(f"{out_dir} holds a synthetic set made with {previous}, not {settings}; "
-                             "use another folder or delete this one")
+            raise ValueError(
+                f"{out_dir} holds a synthetic set made with {previous}, not {settings}; "
+                "use another folder or delete this one"
+            )
     record.write_text(json.dumps(settings))
     for split, count in (("train", num_train), ("val", num_val)):
         lines = []

@@ -73,16 +73,22 @@ def normalize(frames: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
 class TrainTransform:
     """uint8 frames ``(T, H, W, 3)`` -> float clip ``(3, T, crop_size, crop_size)``, augmented."""
 
-    def __init__(self, crop_size: int, augmentation: Augmentation = Augmentation(),
-                 mean: tuple[float, ...] = KINETICS_MEAN, std: tuple[float, ...] = KINETICS_STD) -> None:
+    def __init__(
+        self,
+        crop_size: int,
+        augmentation: Augmentation = Augmentation(),
+        mean: tuple[float, ...] = KINETICS_MEAN,
+        std: tuple[float, ...] = KINETICS_STD,
+    ) -> None:
         self.augmentation, self.mean, self.std = augmentation, mean, std
         a = augmentation
         steps: list = [v2.RandomResizedCrop(crop_size, scale=a.crop_scale, ratio=a.crop_ratio, antialias=True)]
         if a.flip:
             steps.append(v2.RandomHorizontalFlip())
         steps += [
-            v2.RandomApply([v2.RandAugment(num_ops=1, magnitude=a.randaug_magnitude, num_magnitude_bins=11)],
-                           p=a.randaug_prob)
+            v2.RandomApply(
+                [v2.RandAugment(num_ops=1, magnitude=a.randaug_magnitude, num_magnitude_bins=11)], p=a.randaug_prob
+            )
             for _ in range(a.randaug_layers)
         ]
         self.geometric = v2.Compose(steps)
@@ -104,8 +110,14 @@ class EvalTransform:
     three crops cover the whole frame.
     """
 
-    def __init__(self, crop_size: int, num_crops: int = 1, short_side: int | None = None,
-                 mean: tuple[float, ...] = KINETICS_MEAN, std: tuple[float, ...] = KINETICS_STD) -> None:
+    def __init__(
+        self,
+        crop_size: int,
+        num_crops: int = 1,
+        short_side: int | None = None,
+        mean: tuple[float, ...] = KINETICS_MEAN,
+        std: tuple[float, ...] = KINETICS_STD,
+    ) -> None:
         if num_crops not in (1, 3):
             raise ValueError(f"num_crops must be 1 (centre crop) or 3 (crops along the long side), got {num_crops}")
         if short_side is None:
@@ -128,8 +140,9 @@ class EvalTransform:
     def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         clip = F.resize(frames_to_tensor(frames), [self.short_side], antialias=True)
         height, width = clip.shape[-2:]
-        views = [F.crop(clip, top, left, self.crop_size, self.crop_size)
-                 for top, left in self.crop_boxes(height, width)]
+        views = [
+            F.crop(clip, top, left, self.crop_size, self.crop_size) for top, left in self.crop_boxes(height, width)
+        ]
         views = normalize(torch.stack(views), self.mean, self.std)
         return views.permute(0, 2, 1, 3, 4).contiguous()
 
@@ -139,8 +152,9 @@ class ImageTransform:
     normalised with ImageNet's statistics. Training with `augmentation` None means resize and centre
     crop only, as in evaluation."""
 
-    def __init__(self, train: bool, crop_size: int, augmentation: Augmentation | None,
-                 short_side: int | None = None) -> None:
+    def __init__(
+        self, train: bool, crop_size: int, augmentation: Augmentation | None, short_side: int | None = None
+    ) -> None:
         if train and augmentation is not None:
             self.clip_transform = TrainTransform(crop_size, augmentation, IMAGENET_MEAN, IMAGENET_STD)
         else:

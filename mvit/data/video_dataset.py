@@ -42,30 +42,51 @@ class VideoDataset(FileDataset):
     names it must have (the training set's, so that labels mean the same in both splits).
     """
 
-    def __init__(self, annotation_file: str | os.PathLike | None, video_root: str | os.PathLike,
-                 mode: str = "train", num_frames: int = 16, sampling_rate: int = 4, crop_size: int = 224,
-                 num_clips: int = 5, num_crops: int = 1, *, sampling: str = "stride",
-                 augmentation: Augmentation | None = Augmentation(), test_short_side: int | None = None,
-                 mean: tuple[float, ...] = KINETICS_MEAN, std: tuple[float, ...] = KINETICS_STD,
-                 num_classes: int | None = None, backend: str = "auto", max_failures: int | None = None,
-                 classes: list[str] | None = None) -> None:
-        for name, value, options in (("mode", mode, MODES), ("sampling", sampling, SAMPLINGS),
-                                     ("backend", backend, BACKENDS)):
+    def __init__(
+        self,
+        annotation_file: str | os.PathLike | None,
+        video_root: str | os.PathLike,
+        mode: str = "train",
+        num_frames: int = 16,
+        sampling_rate: int = 4,
+        crop_size: int = 224,
+        num_clips: int = 5,
+        num_crops: int = 1,
+        *,
+        sampling: str = "stride",
+        augmentation: Augmentation | None = Augmentation(),
+        test_short_side: int | None = None,
+        mean: tuple[float, ...] = KINETICS_MEAN,
+        std: tuple[float, ...] = KINETICS_STD,
+        num_classes: int | None = None,
+        backend: str = "auto",
+        max_failures: int | None = None,
+        classes: list[str] | None = None,
+    ) -> None:
+        for name, value, options in (
+            ("mode", mode, MODES),
+            ("sampling", sampling, SAMPLINGS),
+            ("backend", backend, BACKENDS),
+        ):
             if value not in options:
                 raise ValueError(f"{name} must be one of {options}, got {value!r}")
         if num_frames < 1 or sampling_rate < 1 or crop_size < 1 or num_clips < 1:
-            raise ValueError("num_frames, sampling_rate, crop_size and num_clips must all be >= 1, got "
-                             f"{num_frames}, {sampling_rate}, {crop_size}, {num_clips}")
+            raise ValueError(
+                "num_frames, sampling_rate, crop_size and num_clips must all be >= 1, got "
+                f"{num_frames}, {sampling_rate}, {crop_size}, {num_clips}"
+            )
         self.root = Path(video_root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"video_root {self.root} is not a folder; point it at the folder the "
-                                    "annotation paths are relative to")
+            raise FileNotFoundError(
+                f"video_root {self.root} is not a folder; point it at the folder the annotation paths are relative to"
+            )
         if annotation_file is None:
             self.samples, self.classes = read_class_folders(self.root, VIDEO_EXTENSIONS, classes)
         else:
             self.samples, self.classes = read_annotation_file(annotation_file, num_classes), None
-        self.num_classes = num_classes or (len(self.classes) if self.classes else
-                                           1 + max(label for _, label in self.samples))
+        self.num_classes = num_classes or (
+            len(self.classes) if self.classes else 1 + max(label for _, label in self.samples)
+        )
         self.mode, self.sampling, self.backend = mode, sampling, backend
         self.num_frames, self.sampling_rate = num_frames, sampling_rate
         self.num_clips = num_clips if mode == "test" else 1

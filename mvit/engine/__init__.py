@@ -9,5 +9,17 @@ from .config import ConfigError, TrainConfig, list_recipes, load_config
 from .metrics import evaluate, multi_view_scores
 from .trainer import NonFiniteLossError, TrainingInterrupted, evaluate_checkpoint, train
 
-__all__ = ["ConfigError", "NonFiniteLossError", "TrainConfig", "TrainingInterrupted", "evaluate", "evaluate_checkpoint", "list_recipes",
-           "load_checkpoint", "load_config", "multi_view_scores", "save_checkpoint", "train"]
+__all__ = [
+    "ConfigError",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "TrainingInterrupted",
+    "evaluate",
+    "evaluate_checkpoint",
+    "list_recipes",
+    "load_checkpoint",
+    "load_config",
+    "multi_view_scores",
+    "save_checkpoint",
+    "train",
+]

@@ -36,8 +36,13 @@ def rng_state() -> dict:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -47,8 +52,9 @@ def set_rng_state(state: dict) -> None:
     """Restore what `rng_state` returned."""
     random.setstate(state["python"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -72,8 +78,10 @@ def save_checkpoint(state: dict, path: Union[str, Path]) -> Path:
         tmp.unlink(missing_ok=True)
         if full:
             kept = f"the previous checkpoint {path} is intact" if path.is_file() else "no checkpoint was written"
-            raise ConfigError(f"the disk is full while writing {path} ({err}); {kept}. Free some space (or use "
-                              "another --output-dir) and run the same command again to resume") from None
+            raise ConfigError(
+                f"the disk is full while writing {path} ({err}); {kept}. Free some space (or use "
+                "another --output-dir) and run the same command again to resume"
+            ) from None
         raise
     return path
 
@@ -98,14 +106,20 @@ def load_checkpoint(path: Union[str, Path], map_location: Any = "cpu") -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; pass the checkpoint.pt of a training run's output folder")
     state = read_torch_file(path, map_location)
-    fix = ("start a new run with another --output-dir (or delete the file), or evaluate it with "
-           "`python -m mvit eval --checkpoint`, which reads plain weights too")
+    fix = (
+        "start a new run with another --output-dir (or delete the file), or evaluate it with "
+        "`python -m mvit eval --checkpoint`, which reads plain weights too"
+    )
     if not isinstance(state, dict) or "format" not in state:
-        raise ConfigError(f"{path} is not a training checkpoint of this version of mvit (it has no 'format' "
-                          f"version: plain weights, or written by an older mvit); {fix}")
+        raise ConfigError(
+            f"{path} is not a training checkpoint of this version of mvit (it has no 'format' "
+            f"version: plain weights, or written by an older mvit); {fix}"
+        )
     if state["format"] != CHECKPOINT_FORMAT:
-        raise ConfigError(f"{path} has checkpoint format {state['format']!r}, this mvit reads format "
-                          f"{CHECKPOINT_FORMAT}; use the mvit version that wrote it, or {fix}")
+        raise ConfigError(
+            f"{path} has checkpoint format {state['format']!r}, this mvit reads format "
+            f"{CHECKPOINT_FORMAT}; use the mvit version that wrote it, or {fix}"
+        )
     return state
 
 
@@ -119,19 +133,33 @@ def read_torch_file(path: Union[str, Path], map_location: Any = "cpu") -> Any:
     except pickle.UnpicklingError as err:
         refused = [line.strip() for line in str(err).splitlines() if "Unsupported global" in line]
         if refused:  # a well-formed pickle of other objects, which weights_only does not run
-            raise ConfigError(f"{path} holds objects other than tensors and plain data ({refused[0]}); only "
-                              "weights and checkpoints can be loaded") from None
+            raise ConfigError(
+                f"{path} holds objects other than tensors and plain data ({refused[0]}); only "
+                "weights and checkpoints can be loaded"
+            ) from None
         error: BaseException = err
-    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile, IndexError,
-            UnicodeDecodeError, AttributeError, TypeError) as err:
+    except (
+        RuntimeError,
+        EOFError,
+        KeyError,
+        ValueError,
+        OSError,
+        zipfile.BadZipFile,
+        IndexError,
+        UnicodeDecodeError,
+        AttributeError,
+        TypeError,
+    ) as err:
         error = err
     what = "an empty file" if size == 0 else f"a file of {size} bytes that is truncated or not a PyTorch file"
     noise = ("Please file an issue", "Check the documentation", "weights_only", "Weights only load failed")
     lines = [line for line in str(error).splitlines() if line.strip() and not any(n in line for n in noise)]
     reason = " ".join(lines[-1].split())[:120] if lines else ""
-    raise ConfigError(f"{path} cannot be read as a PyTorch checkpoint: {what} ({type(error).__name__}: {reason}). "
-                      "Pass a file written by torch.save (e.g. DIR/checkpoint.pt of a training run); if a run's own "
-                      "checkpoint is damaged, delete it to start over")
+    raise ConfigError(
+        f"{path} cannot be read as a PyTorch checkpoint: {what} ({type(error).__name__}: {reason}). "
+        "Pass a file written by torch.save (e.g. DIR/checkpoint.pt of a training run); if a run's own "
+        "checkpoint is damaged, delete it to start over"
+    )
 
 
 class OutputDirLock:
@@ -149,14 +177,16 @@ class OutputDirLock:
 
     def acquire(self) -> "OutputDirLock":
         if self.dir.exists() and not self.dir.is_dir():
-            raise ConfigError(f"--output-dir {self.dir} is an existing file, not a folder; pass a folder "
-                              "(it is created if missing)")
+            raise ConfigError(
+                f"--output-dir {self.dir} is an existing file, not a folder; pass a folder (it is created if missing)"
+            )
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._file = open(self.dir / self.NAME, "a+")
         except OSError as err:
-            raise ConfigError(f"--output-dir {self.dir} cannot be written ({err.strerror or err}); pass a folder "
-                              "you can write to") from None
+            raise ConfigError(
+                f"--output-dir {self.dir} cannot be written ({err.strerror or err}); pass a folder you can write to"
+            ) from None
         if not os.access(self.dir, os.W_OK):
             self.release()
             raise ConfigError(f"--output-dir {self.dir} is read-only; pass a folder you can write to")
@@ -166,9 +196,11 @@ class OutputDirLock:
             self._file.seek(0)
             holder = self._file.read().strip() or "unknown"
             self.release()
-            raise ConfigError(f"--output-dir {self.dir} is in use by another run (process {holder} holds "
-                              f"{self.dir / self.NAME}); wait for it to finish, stop it, or pass another "
-                              "--output-dir") from None
+            raise ConfigError(
+                f"--output-dir {self.dir} is in use by another run (process {holder} holds "
+                f"{self.dir / self.NAME}); wait for it to finish, stop it, or pass another "
+                "--output-dir"
+            ) from None
         self._file.seek(0)
         self._file.truncate()
         self._file.write(f"{os.getpid()}\n")

@@ -137,8 +137,9 @@ def list_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
 
 
-def load_config(source: Union[str, Path, dict, None] = None, overrides: tuple[str, ...] | list[str] = ()
-                ) -> TrainConfig:
+def load_config(
+    source: Union[str, Path, dict, None] = None, overrides: tuple[str, ...] | list[str] = ()
+) -> TrainConfig:
     """Build a `TrainConfig` from a recipe name, a YAML path or a dict, then apply ``key=value`` overrides.
 
     >>> cfg = load_config("cpu_synthetic_mvit", ["optim.epochs=2", "model.config.drop_path=0.0"])
@@ -151,8 +152,10 @@ def load_config(source: Union[str, Path, dict, None] = None, overrides: tuple[st
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as err:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(err)}); "
-                              "quote strings and close brackets, e.g. optim.betas=[0.9,0.999]") from None
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML ({_yaml_problem(err)}); "
+                "quote strings and close brackets, e.g. optim.betas=[0.9,0.999]"
+            ) from None
         _set_dotted(raw, key.strip(), value)
     cfg = _build(TrainConfig, raw, prefix="")
     _check_model_overrides(cfg.model)
@@ -168,6 +171,7 @@ def save_config(cfg: TrainConfig, path: Union[str, Path]) -> None:
 # reading and merging
 # ----------------------------------------------------------------------------------------------------
 
+
 def _read(source: Union[str, Path, dict], seen: tuple[str, ...]) -> dict:
     if isinstance(source, dict):
         raw = copy.deepcopy(source)
@@ -180,8 +184,10 @@ def _read(source: Union[str, Path, dict], seen: tuple[str, ...]) -> dict:
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}{_yaml_where(err)} is not valid YAML: {_yaml_problem(err)}; fix the file "
-                              "(sections of 'key: value' lines)") from None
+            raise ConfigError(
+                f"{path}{_yaml_where(err)} is not valid YAML: {_yaml_problem(err)}; fix the file "
+                "(sections of 'key: value' lines)"
+            ) from None
         except UnicodeDecodeError:
             raise ConfigError(f"{path} is not a text file; --config takes a YAML recipe") from None
         if not isinstance(raw, dict):
@@ -210,8 +216,10 @@ def _resolve(source: Union[str, Path]) -> Path:
         return recipe
     close = difflib.get_close_matches(str(source), list_recipes(), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ConfigError(f"config {str(source)!r} is neither a YAML file nor a shipped recipe.{hint} "
-                      f"Recipes: {', '.join(list_recipes())}")
+    raise ConfigError(
+        f"config {str(source)!r} is neither a YAML file nor a shipped recipe.{hint} "
+        f"Recipes: {', '.join(list_recipes())}"
+    )
 
 
 def _merge(base: dict, top: dict) -> dict:
@@ -239,6 +247,7 @@ def _set_dotted(raw: dict, key: str, value: Any) -> None:
 # type checking
 # ----------------------------------------------------------------------------------------------------
 
+
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     where = prefix.rstrip(".") or "the config"
     if not isinstance(raw, dict):
@@ -248,8 +257,10 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     unknown = [k for k in raw if k not in names]
     if unknown:
         key = unknown[0]
-        raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(str(key), names, prefix)}; "
-                          f"valid keys in {where}: {', '.join(names)}")
+        raise ConfigError(
+            f"unknown config key '{prefix}{key}'{_suggest(str(key), names, prefix)}; "
+            f"valid keys in {where}: {', '.join(names)}"
+        )
     values = {}
     for key, value in raw.items():
         hint = hints[key]
@@ -294,8 +305,9 @@ def describe_keys() -> list[tuple[str, str, Any, str]]:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-            rows.append((f"{section.name}.{f.name}", type_name(hints[f.name]), default,
-                         comments.get(f.name, "").strip()))
+            rows.append(
+                (f"{section.name}.{f.name}", type_name(hints[f.name]), default, comments.get(f.name, "").strip())
+            )
     return rows
 
 
@@ -321,8 +333,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if origin is Literal:
         if value in args:
             return value
-        raise ConfigError(f"config key {key!r} must be one of {list(args)}, got {value!r}"
-                          + _suggest(str(value), [str(a) for a in args]))
+        raise ConfigError(
+            f"config key {key!r} must be one of {list(args)}, got {value!r}"
+            + _suggest(str(value), [str(a) for a in args])
+        )
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -364,14 +378,18 @@ def _check_model_overrides(model: ModelSection) -> None:
     from ..configs import MViTConfig, get_config, list_models
 
     if model.name not in list_models():
-        raise ConfigError(f"model.name={model.name!r} is not a model{_suggest(model.name, list_models())}; "
-                          f"known models: {', '.join(list_models())}")
+        raise ConfigError(
+            f"model.name={model.name!r} is not a model{_suggest(model.name, list_models())}; "
+            f"known models: {', '.join(list_models())}"
+        )
     hints = typing.get_type_hints(MViTConfig)
     checked = {}
     for key, value in model.config.items():
         if key not in hints:
-            raise ConfigError(f"unknown config key 'model.config.{key}'{_suggest(str(key), list(hints), 'model.config.')}"
-                              f"; valid keys are the MViTConfig fields: {', '.join(hints)}")
+            raise ConfigError(
+                f"unknown config key 'model.config.{key}'{_suggest(str(key), list(hints), 'model.config.')}"
+                f"; valid keys are the MViTConfig fields: {', '.join(hints)}"
+            )
         checked[key] = _coerce(value, hints[key], f"model.config.{key}")
     for key in ("num_classes", "embed_dim", "num_heads", "in_channels"):
         if key in checked and checked[key] < 1:
@@ -383,9 +401,11 @@ def _check_model_overrides(model: ModelSection) -> None:
     size, stride = mvit_cfg.input_size, mvit_cfg.patch_stride
     if any(s < 1 or n < 1 or n % s for n, s in zip(size, stride)) or min(mvit_cfg.patch_grid) < 1:
         example = [max(s, n // max(s, 1) * s) for n, s in zip(size, stride)]
-        raise ConfigError(f"model.config.input_size={list(size)} cannot be tiled by {model.name}'s patch stride "
-                          f"{list(stride)} (kernel {list(mvit_cfg.patch_kernel)}): each of T, H, W must be a positive "
-                          f"multiple of the stride on its axis, e.g. {example}")
+        raise ConfigError(
+            f"model.config.input_size={list(size)} cannot be tiled by {model.name}'s patch stride "
+            f"{list(stride)} (kernel {list(mvit_cfg.patch_kernel)}): each of T, H, W must be a positive "
+            f"multiple of the stride on its axis, e.g. {example}"
+        )
     model.config = checked
 
 
@@ -395,37 +415,63 @@ def _check_values(cfg: TrainConfig) -> None:
         if not math.isfinite(value):
             raise ConfigError(f"config key {key!r} must be a finite number, got {value}")
     d, a, o, r = cfg.data, cfg.augment, cfg.optim, cfg.run
-    at_least_1 = {"data.batch_size": d.batch_size, "data.num_clips": d.num_clips, "data.num_crops": d.num_crops,
-                  "data.sampling_rate": d.sampling_rate, "data.train_size": d.train_size, "data.val_size": d.val_size,
-                  "data.eval_batch_size": d.eval_batch_size, "augment.repeat_aug": a.repeat_aug,
-                  "optim.epochs": o.epochs, "optim.accum_steps": o.accum_steps,
-                  "optim.lr_reference_batch": o.lr_reference_batch, "run.log_every_steps": r.log_every_steps}
+    at_least_1 = {
+        "data.batch_size": d.batch_size,
+        "data.num_clips": d.num_clips,
+        "data.num_crops": d.num_crops,
+        "data.sampling_rate": d.sampling_rate,
+        "data.train_size": d.train_size,
+        "data.val_size": d.val_size,
+        "data.eval_batch_size": d.eval_batch_size,
+        "augment.repeat_aug": a.repeat_aug,
+        "optim.epochs": o.epochs,
+        "optim.accum_steps": o.accum_steps,
+        "optim.lr_reference_batch": o.lr_reference_batch,
+        "run.log_every_steps": r.log_every_steps,
+    }
     for key, value in at_least_1.items():
         if value is not None and value < 1:
             raise ConfigError(f"config key {key!r} must be at least 1, got {value}")
-    not_negative = {"data.num_workers": d.num_workers, "run.eval_every_epochs": r.eval_every_epochs,
-                    "run.checkpoint_every_steps": r.checkpoint_every_steps, "run.seed": r.seed,
-                    "optim.warmup_epochs": o.warmup_epochs, "optim.weight_decay": o.weight_decay,
-                    "augment.mixup_alpha": a.mixup_alpha, "augment.cutmix_alpha": a.cutmix_alpha}
+    not_negative = {
+        "data.num_workers": d.num_workers,
+        "run.eval_every_epochs": r.eval_every_epochs,
+        "run.checkpoint_every_steps": r.checkpoint_every_steps,
+        "run.seed": r.seed,
+        "optim.warmup_epochs": o.warmup_epochs,
+        "optim.weight_decay": o.weight_decay,
+        "augment.mixup_alpha": a.mixup_alpha,
+        "augment.cutmix_alpha": a.cutmix_alpha,
+    }
     for key, value in not_negative.items():
         if value < 0:
             raise ConfigError(f"config key {key!r} must not be negative, got {value}")
-    positive = {"optim.lr": o.lr, "optim.eps": o.eps, "optim.clip_grad_norm": o.clip_grad_norm,
-                "model.config.norm_eps": cfg.model.config.get("norm_eps")}
+    positive = {
+        "optim.lr": o.lr,
+        "optim.eps": o.eps,
+        "optim.clip_grad_norm": o.clip_grad_norm,
+        "model.config.norm_eps": cfg.model.config.get("norm_eps"),
+    }
     for key, value in positive.items():
         if value is not None and value <= 0:
             hint = " (null turns clipping off)" if key == "optim.clip_grad_norm" else ""
             raise ConfigError(f"config key {key!r} must be positive{hint}, got {value}")
-    ranges = {"optim.final_lr_ratio": (o.final_lr_ratio, "[0, 1]"), "optim.warmup_start_ratio":
-              (o.warmup_start_ratio, "[0, 1]"), "augment.switch_prob": (a.switch_prob, "[0, 1]"),
-              "augment.label_smoothing": (a.label_smoothing, "[0, 1)"), "optim.momentum": (o.momentum, "[0, 1)"),
-              "optim.betas[0]": (o.betas[0], "[0, 1)"), "optim.betas[1]": (o.betas[1], "[0, 1)")}
+    ranges = {
+        "optim.final_lr_ratio": (o.final_lr_ratio, "[0, 1]"),
+        "optim.warmup_start_ratio": (o.warmup_start_ratio, "[0, 1]"),
+        "augment.switch_prob": (a.switch_prob, "[0, 1]"),
+        "augment.label_smoothing": (a.label_smoothing, "[0, 1)"),
+        "optim.momentum": (o.momentum, "[0, 1)"),
+        "optim.betas[0]": (o.betas[0], "[0, 1)"),
+        "optim.betas[1]": (o.betas[1], "[0, 1)"),
+    }
     for key, (value, interval) in ranges.items():
         if not (0.0 <= value <= 1.0 if interval == "[0, 1]" else 0.0 <= value < 1.0):
             raise ConfigError(f"config key {key!r} must lie in {interval}, got {value}")
     if o.warmup_epochs >= o.epochs and o.warmup_epochs > 0:
-        raise ConfigError(f"optim.warmup_epochs={o.warmup_epochs} must be shorter than "
-                          f"optim.epochs={o.epochs}; lower the warmup or train longer")
+        raise ConfigError(
+            f"optim.warmup_epochs={o.warmup_epochs} must be shorter than "
+            f"optim.epochs={o.epochs}; lower the warmup or train longer"
+        )
 
 
 def _floats(node: Any, prefix: str = "") -> list[tuple[str, float]]:

@@ -112,17 +112,23 @@ def check_dataset(dataset: Dataset, num_classes: int, split: str) -> None:
     """The dataset's classes must match the model's head."""
     own = num_classes_of(dataset)
     if own is not None and own != num_classes:
-        raise ConfigError(f"model.config.num_classes={num_classes} but the {split} set has {own} classes; "
-                          f"set model.config.num_classes={own}")
+        raise ConfigError(
+            f"model.config.num_classes={num_classes} but the {split} set has {own} classes; "
+            f"set model.config.num_classes={own}"
+        )
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ConfigError(f"the {split} set is empty; check data.root and the annotation files")
 
 
 def eval_loader(cfg: TrainConfig, dataset: Dataset, ctx: Context) -> DataLoader:
     """Batches of `dataset` in order, each item on exactly one process."""
-    return DataLoader(dataset, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
-                      sampler=ShardSampler(len(dataset), ctx.rank, ctx.world_size),  # type: ignore[arg-type]
-                      num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda")
+    return DataLoader(
+        dataset,
+        batch_size=cfg.data.eval_batch_size or cfg.data.batch_size,
+        sampler=ShardSampler(len(dataset), ctx.rank, ctx.world_size),  # type: ignore[arg-type]
+        num_workers=cfg.data.num_workers,
+        pin_memory=ctx.device.type == "cuda",
+    )
 
 
 def build_datasets(cfg: TrainConfig, model_cfg: MViTConfig) -> tuple[Dataset, Optional[Dataset], Optional[Dataset]]:
@@ -141,36 +147,64 @@ def build_datasets(cfg: TrainConfig, model_cfg: MViTConfig) -> tuple[Dataset, Op
     d = cfg.data
     t, size, width = model_cfg.input_size
     if size != width:
-        raise ConfigError(f"model.config.input_size={model_cfg.input_size}: the data pipeline crops squares; "
-                          "use equal H and W")
+        raise ConfigError(
+            f"model.config.input_size={model_cfg.input_size}: the data pipeline crops squares; use equal H and W"
+        )
     augmentation = _augmentation(cfg.augment.transform)
     if d.dataset == "synthetic":
+
         def make(split, n):
-            return _construct(data.SyntheticVideoDataset, d.options, split=split, num_frames=t, size=size,
-                              **({"num_samples": n} if n else {}))
+            return _construct(
+                data.SyntheticVideoDataset,
+                d.options,
+                split=split,
+                num_frames=t,
+                size=size,
+                **({"num_samples": n} if n else {}),
+            )
 
         return make("train", d.train_size), make("val", d.val_size), None
     if d.dataset == "digits":
-        return (_construct(data.DigitsDataset, d.options, split="train", size=size, **augmentation),
-                _construct(data.DigitsDataset, d.options, split="val", size=size), None)
+        return (
+            _construct(data.DigitsDataset, d.options, split="train", size=size, **augmentation),
+            _construct(data.DigitsDataset, d.options, split="val", size=size),
+            None,
+        )
     root = _root(d.root, d.dataset)
     if d.dataset == "imagefolder":
-        train = _construct(data.ImageFolderDataset, d.options, root=root / "train", mode="train", crop_size=size,
-                           **augmentation)
-        return train, _construct(data.ImageFolderDataset, d.options, root=root / "val", mode="val", crop_size=size,
-                                 classes=train.classes), None  # the same class names, or an error naming them
+        train = _construct(
+            data.ImageFolderDataset, d.options, root=root / "train", mode="train", crop_size=size, **augmentation
+        )
+        return (
+            train,
+            _construct(
+                data.ImageFolderDataset, d.options, root=root / "val", mode="val", crop_size=size, classes=train.classes
+            ),
+            None,
+        )  # the same class names, or an error naming them
     annotations = {split: root / f"{split}.csv" for split in ("train", "val")}
     for path in annotations.values():
         if not path.is_file():
-            raise ConfigError(f"data.root={str(root)!r} has no {path.name}; a video dataset folder holds train.csv "
-                              "and val.csv (lines 'relative/path.mp4 label'), see data_scripts/")
-    common = dict(video_root=root, num_frames=t, sampling_rate=d.sampling_rate, crop_size=size,
-                  num_clips=d.num_clips, num_crops=d.num_crops,
-                  num_classes=model_cfg.num_classes)  # labels are checked against the model's head
-    return (_construct(data.VideoDataset, d.options, annotation_file=annotations["train"], mode="train",
-                       **augmentation, **common),
-            _construct(data.VideoDataset, d.options, annotation_file=annotations["val"], mode="val", **common),
-            _construct(data.VideoDataset, d.options, annotation_file=annotations["val"], mode="test", **common))
+            raise ConfigError(
+                f"data.root={str(root)!r} has no {path.name}; a video dataset folder holds train.csv "
+                "and val.csv (lines 'relative/path.mp4 label'), see data_scripts/"
+            )
+    common = dict(
+        video_root=root,
+        num_frames=t,
+        sampling_rate=d.sampling_rate,
+        crop_size=size,
+        num_clips=d.num_clips,
+        num_crops=d.num_crops,
+        num_classes=model_cfg.num_classes,
+    )  # labels are checked against the model's head
+    return (
+        _construct(
+            data.VideoDataset, d.options, annotation_file=annotations["train"], mode="train", **augmentation, **common
+        ),
+        _construct(data.VideoDataset, d.options, annotation_file=annotations["val"], mode="val", **common),
+        _construct(data.VideoDataset, d.options, annotation_file=annotations["val"], mode="test", **common),
+    )
 
 
 def _construct(cls: type, options: dict, **engine_kwargs) -> Dataset:
@@ -178,13 +212,16 @@ def _construct(cls: type, options: dict, **engine_kwargs) -> Dataset:
     params = [p for p in inspect.signature(cls).parameters if p != "self"]
     for key in options:
         if key in engine_kwargs or (key == "augmentation" and key in params):
-            raise ConfigError(f"data.options.{key} is set by the engine (from model.config.input_size, data.* or "
-                              "augment.transform); set it there instead")
+            raise ConfigError(
+                f"data.options.{key} is set by the engine (from model.config.input_size, data.* or "
+                "augment.transform); set it there instead"
+            )
         if key not in params:
             close = difflib.get_close_matches(key, params, n=1)
             hint = f" (did you mean 'data.options.{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown config key 'data.options.{key}' for {cls.__name__}{hint}; "
-                              f"its arguments: {', '.join(params)}")
+            raise ConfigError(
+                f"unknown config key 'data.options.{key}' for {cls.__name__}{hint}; its arguments: {', '.join(params)}"
+            )
     try:
         return cls(**engine_kwargs, **options)
     except (ValueError, FileNotFoundError) as err:  # a bad annotation line, class folder or data.options value
@@ -196,8 +233,9 @@ def _root(root: Optional[str], dataset: str) -> Path:
         raise ConfigError(f"data.dataset={dataset!r} needs data.root, the dataset folder (data.root=PATH)")
     path = Path(root).expanduser()
     if not path.is_dir():
-        raise ConfigError(f"data.root={root!r} is not a folder; prepare the dataset with data_scripts/ "
-                          "or point data.root at it")
+        raise ConfigError(
+            f"data.root={root!r} is not a folder; prepare the dataset with data_scripts/ or point data.root at it"
+        )
     return path
 
 

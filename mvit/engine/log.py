@@ -65,15 +65,18 @@ def require_tensorboard() -> None:
     try:
         import torch.utils.tensorboard  # noqa: F401
     except ImportError:
-        raise ConfigError("run.tensorboard=true needs the tensorboard package: pip install tensorboard "
-                           "(or set run.tensorboard=false; metrics.jsonl holds every metric anyway)") from None
+        raise ConfigError(
+            "run.tensorboard=true needs the tensorboard package: pip install tensorboard "
+            "(or set run.tensorboard=false; metrics.jsonl holds every metric anyway)"
+        ) from None
 
 
 def environment(world_size: int, device: torch.device) -> dict:
     """Versions and hardware, saved as ``environment.json`` beside the checkpoints."""
-    from .. import __version__
     import numpy
     import torchvision
+
+    from .. import __version__
 
     env = {
         "mvit": __version__,

@@ -14,6 +14,8 @@ def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> to
     """``logits: (B, K)``, ``targets: (B, K)`` rows summing to 1 -> mean over the batch of
     ``-sum_k targets_k * log_softmax(logits)_k`` (computed in float32)."""
     if logits.shape != targets.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and soft targets {tuple(targets.shape)} must have the same "
-                         "shape (B, num_classes); does model.config.num_classes match the dataset?")
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and soft targets {tuple(targets.shape)} must have the same "
+            "shape (B, num_classes); does model.config.num_classes match the dataset?"
+        )
     return -(targets.float() * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()

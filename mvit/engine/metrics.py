@@ -66,8 +66,16 @@ class Tally:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, *, num_classes: Optional[int] = None, multi_view: bool = False,
-             device: Optional[torch.device] = None, precision: str = "fp32", ctx: Optional[Context] = None) -> dict:
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    *,
+    num_classes: Optional[int] = None,
+    multi_view: bool = False,
+    device: Optional[torch.device] = None,
+    precision: str = "fp32",
+    ctx: Optional[Context] = None,
+) -> dict:
     """Accuracy of `model` over `loader`.
 
     Clip-level (``multi_view=False``): batches ``(x (B, 3, T, H, W), labels (B,))``; returns ``top1``,

@@ -22,6 +22,8 @@ def load_pretrained(model: MViT, path: str | Path, source: str = "auto") -> list
     does not); a missing file is a `ConfigError` naming the key.
     """
     if not Path(path).is_file():
-        raise ConfigError(f"model.pretrained={str(path)!r} is not a file; download the checkpoint first "
-                          "(see the recipe's comments) or set model.pretrained=null")
+        raise ConfigError(
+            f"model.pretrained={str(path)!r} is not a file; download the checkpoint first "
+            "(see the recipe's comments) or set model.pretrained=null"
+        )
     return convert.load_pretrained(model, path, source, new_head=True)

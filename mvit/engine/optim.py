@@ -27,8 +27,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two AdamW groups: ``"decay"`` (weight decay `weight_decay`) and ``"no_decay"`` (0), split by the
     names in ``model.no_weight_decay()``. Frozen parameters (``requires_grad=False``) are left out."""
     if not hasattr(model, "no_weight_decay"):
-        raise TypeError(f"{type(model).__name__} has no no_weight_decay() method naming the parameters that "
-                        "take no weight decay; add one (see mvit.model.MViT.no_weight_decay)")
+        raise TypeError(
+            f"{type(model).__name__} has no no_weight_decay() method naming the parameters that "
+            "take no weight decay; add one (see mvit.model.MViT.no_weight_decay)"
+        )
     skip = set(model.no_weight_decay())
     named = dict(model.named_parameters())
     unknown = sorted(skip - set(named))
@@ -36,8 +38,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         raise ValueError(f"no_weight_decay() names parameters the model does not have: {unknown[:5]}")
     decay = [p for n, p in named.items() if p.requires_grad and n not in skip]
     no_decay = [p for n, p in named.items() if p.requires_grad and n in skip]
-    return [{"name": "decay", "params": decay, "weight_decay": weight_decay},
-            {"name": "no_decay", "params": no_decay, "weight_decay": 0.0}]
+    return [
+        {"name": "decay", "params": decay, "weight_decay": weight_decay},
+        {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def build_optimizer(model: nn.Module, section: OptimSection, lr: float) -> torch.optim.Optimizer:

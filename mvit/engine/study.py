@@ -49,6 +49,7 @@ RESULT_NAME = "result.json"
 # statistics
 # ----------------------------------------------------------------------------------------------------
 
+
 def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
     """``(mean, std, low, high)`` of `values`: the sample standard deviation (ddof = 1) and the Student-t
     interval of the mean, ``mean ± t_{(1+c)/2, n-1} · std / sqrt(n)``. With one value the spread and the
@@ -64,8 +65,7 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[fl
     return mean, std, mean - half, mean + half
 
 
-def difference_interval(a: Sequence[float], b: Sequence[float], confidence: float = 0.95
-                        ) -> tuple[float, float, float]:
+def difference_interval(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
     """``(delta, low, high)``: the difference of means ``mean(a) - mean(b)`` and its Welch interval
     (unequal variances, Welch-Satterthwaite degrees of freedom). NaN bounds when either side has fewer
     than two values; a zero-width interval when both sides have no spread at all."""
@@ -79,7 +79,7 @@ def difference_interval(a: Sequence[float], b: Sequence[float], confidence: floa
     se = math.sqrt(va + vb)
     if se == 0.0:
         return delta, delta, delta
-    df = (va + vb) ** 2 / (va ** 2 / (x.size - 1) + vb ** 2 / (y.size - 1))
+    df = (va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
     half = float(stats.t.ppf((1 + confidence) / 2, df)) * se
     return delta, delta - half, delta + half
 
@@ -118,8 +118,10 @@ class Comparison:
 
     def __str__(self) -> str:
         paper = "" if self.paper_delta is None else f"; paper {self.paper_delta:+.1f}"
-        return (f"{self.a} - {self.b} ({self.metric}): {self.delta:+.1f} "
-                f"[95 % CI {self.ci_low:+.1f}, {self.ci_high:+.1f}]{paper}: {self.verdict}")
+        return (
+            f"{self.a} - {self.b} ({self.metric}): {self.delta:+.1f} "
+            f"[95 % CI {self.ci_low:+.1f}, {self.ci_high:+.1f}]{paper}: {self.verdict}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -172,6 +174,7 @@ def run_key(config: dict) -> str:
 # the study
 # ----------------------------------------------------------------------------------------------------
 
+
 class Study:
     """A grid of training runs: every variant (a name and its ``key=value`` overrides) x every seed.
 
@@ -181,9 +184,15 @@ class Study:
     run; the environment variable ``MVIT_STUDY_WORKERS`` overrides it).
     """
 
-    def __init__(self, base: Union[str, Path, dict], variants: dict[str, Sequence[str]],
-                 seeds: Sequence[int] = (0, 1, 2), root: Union[str, Path] = "runs/study",
-                 overrides: Sequence[str] = (), workers: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        base: Union[str, Path, dict],
+        variants: dict[str, Sequence[str]],
+        seeds: Sequence[int] = (0, 1, 2),
+        root: Union[str, Path] = "runs/study",
+        overrides: Sequence[str] = (),
+        workers: Optional[int] = None,
+    ) -> None:
         from .config import ConfigError, load_config
 
         if not variants:
@@ -192,8 +201,10 @@ class Study:
             raise ConfigError("a study needs at least one seed")
         bad = [name for name in variants if not re.fullmatch(r"[\w .+=,()×-]+", name)]
         if bad:
-            raise ConfigError(f"variant names {bad} hold characters that cannot name a folder; use letters, "
-                              "digits, spaces and - _ . + = , ( )")
+            raise ConfigError(
+                f"variant names {bad} hold characters that cannot name a folder; use letters, "
+                "digits, spaces and - _ . + = , ( )"
+            )
         self.base, self.root, self.workers = base, Path(root), workers
         self.variants = {name: list(extra) for name, extra in variants.items()}
         self.seeds = [int(s) for s in seeds]
@@ -209,8 +220,11 @@ class Study:
     def run(self) -> "Results":
         """Train every run that has no result yet (in parallel), then read all results back."""
         start = time.perf_counter()
-        todo = [(name, seed, items, folder) for name, seed, items, folder in self.plan
-                if not (folder / RESULT_NAME).is_file()]
+        todo = [
+            (name, seed, items, folder)
+            for name, seed, items, folder in self.plan
+            if not (folder / RESULT_NAME).is_file()
+        ]
         if todo:
             self.root.mkdir(parents=True, exist_ok=True)
             gpus = _gpus_for(todo[0][2], self.base)
@@ -223,8 +237,11 @@ class Study:
                     devices = stack.enter_context(ctx.Manager()).Queue()
                     for gpu in range(gpus):
                         devices.put(gpu)
-                pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
-                    workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, devices)))
+                pool = stack.enter_context(
+                    concurrent.futures.ProcessPoolExecutor(
+                        workers, mp_context=ctx, initializer=_init_worker, initargs=(threads, devices)
+                    )
+                )
                 futures = [pool.submit(_run_one, self.base, items, str(folder)) for _, _, items, folder in todo]
                 for future in concurrent.futures.as_completed(futures):
                     future.result()  # a run's exception (not a divergence) stops the study here
@@ -232,8 +249,7 @@ class Study:
         for name, seed, _, folder in self.plan:
             record = json.loads((folder / RESULT_NAME).read_text())
             runs.append({"variant": name, "seed": seed, "dir": str(folder), **record})
-        return Results(runs, trained=len(todo), cached=len(self.plan) - len(todo),
-                       wall_s=time.perf_counter() - start)
+        return Results(runs, trained=len(todo), cached=len(self.plan) - len(todo), wall_s=time.perf_counter() - start)
 
 
 def _slug(name: str) -> str:
@@ -314,11 +330,17 @@ def _run_one(base, items: list[str], folder: str) -> None:
     record["wall_s"] = time.perf_counter() - start
     throughput = [s["clips_per_s"] for s in history["steps"] if "clips_per_s" in s]
     record.update(
-        config=cfg.to_dict(), epochs=history["epochs"], steps=history["steps"], test=history["test"],
-        params=params, gmacs=gmacs, clips_per_s=float(np.median(throughput)) if throughput else None,
-        peak_rss_mib=_proc_status("VmHWM") / 2 ** 20 if not cuda else None,
-        peak_cuda_mib=torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else None,
-        hardware=torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} thread(s)")
+        config=cfg.to_dict(),
+        epochs=history["epochs"],
+        steps=history["steps"],
+        test=history["test"],
+        params=params,
+        gmacs=gmacs,
+        clips_per_s=float(np.median(throughput)) if throughput else None,
+        peak_rss_mib=_proc_status("VmHWM") / 2**20 if not cuda else None,
+        peak_cuda_mib=torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        hardware=torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} thread(s)",
+    )
     out = Path(folder) / RESULT_NAME
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
@@ -329,6 +351,7 @@ def _run_one(base, items: list[str], folder: str) -> None:
 # ----------------------------------------------------------------------------------------------------
 # results
 # ----------------------------------------------------------------------------------------------------
+
 
 class Results:
     """The runs of a study (``runs``: one dict each, in variant-major, seed-minor order) and their
@@ -358,12 +381,21 @@ class Results:
             values = self.values(name, metric)
             failed = sum(r["status"] != "done" for r in self.runs if r["variant"] == name)
             mean, std, low, high = mean_interval(values) if values.size else (math.nan,) * 4
-            rows.append({"variant": name, "n": int(values.size), "mean": mean, "std": std, "ci_low": low,
-                         "ci_high": high, "values": values.tolist(), "failed": failed})
+            rows.append(
+                {
+                    "variant": name,
+                    "n": int(values.size),
+                    "mean": mean,
+                    "std": std,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "values": values.tolist(),
+                    "failed": failed,
+                }
+            )
         return rows
 
-    def compare(self, a: str, b: str, metric: str = "val_top1", paper_delta: Optional[float] = None
-                ) -> Comparison:
+    def compare(self, a: str, b: str, metric: str = "val_top1", paper_delta: Optional[float] = None) -> Comparison:
         """`a` against `b`: mean difference of `metric`, its Welch 95 % interval and the verdict."""
         delta, low, high = difference_interval(self.values(a, metric), self.values(b, metric))
         return Comparison(a, b, metric, delta, low, high, paper_delta, verdict(low, high, paper_delta))

@@ -66,12 +66,23 @@ class TrainingInterrupted(KeyboardInterrupt):
 StepHook = Callable[[nn.Module, dict], None]
 HISTORY_NAME = "config_history.jsonl"  # one line per start and resume of a run: its settings and what changed
 # settings a resume may change without changing what the run computes
-HARMLESS_KEYS = {"run.output_dir", "run.progress", "run.tensorboard", "run.log_every_steps",
-                 "run.checkpoint_every_steps", "data.num_workers"}
+HARMLESS_KEYS = {
+    "run.output_dir",
+    "run.progress",
+    "run.tensorboard",
+    "run.log_every_steps",
+    "run.checkpoint_every_steps",
+    "data.num_workers",
+}
 
 
-def train(cfg: TrainConfig, train_set: Optional[Dataset] = None, val_set: Optional[Dataset] = None,
-          test_set: Optional[Dataset] = None, on_step: Optional[StepHook] = None) -> dict:
+def train(
+    cfg: TrainConfig,
+    train_set: Optional[Dataset] = None,
+    val_set: Optional[Dataset] = None,
+    test_set: Optional[Dataset] = None,
+    on_step: Optional[StepHook] = None,
+) -> dict:
     """Train ``cfg.model`` with the recipe in `cfg`; resume if ``cfg.run.output_dir`` holds a checkpoint.
 
     Datasets come from ``cfg.data`` unless given: `train_set` and `val_set` yield ``(clip, label)``,
@@ -83,8 +94,9 @@ def train(cfg: TrainConfig, train_set: Optional[Dataset] = None, val_set: Option
     Raises `NonFiniteLossError` on a NaN/inf loss and `TrainingInterrupted` after SIGTERM/SIGINT.
     """
     if cfg.run.output_dir is None:
-        raise ConfigError("run.output_dir is not set: pass --output-dir DIR (or run.output_dir=DIR) for "
-                          "checkpoints and logs")
+        raise ConfigError(
+            "run.output_dir is not set: pass --output-dir DIR (or run.output_dir=DIR) for checkpoints and logs"
+        )
     _check_runtime(cfg)
     ctx = distributed.setup(cfg.run.device)
     lock = OutputDirLock(cfg.run.output_dir)
@@ -115,8 +127,9 @@ def _check_runtime(cfg: TrainConfig) -> None:
     """Settings that depend on this machine, checked before anything is built."""
     cuda = torch.cuda.is_available() if cfg.run.device == "auto" else cfg.run.device == "cuda"
     if cfg.run.precision == "fp16" and not cuda:
-        raise ConfigError("run.precision=fp16 needs a CUDA device (a grad scaler on GPU); on the CPU use "
-                          "run.precision=bf16 or fp32")
+        raise ConfigError(
+            "run.precision=fp16 needs a CUDA device (a grad scaler on GPU); on the CPU use run.precision=bf16 or fp32"
+        )
     if cfg.run.tensorboard:
         require_tensorboard()
 
@@ -150,14 +163,19 @@ class _Run:
         self.micro_per_epoch = len(self.order.sampler) // d.batch_size
         self.steps_per_epoch = self.micro_per_epoch // o.accum_steps
         if self.steps_per_epoch == 0:
-            raise ConfigError(f"an epoch of {len(self.order.sampler)} clips per process is less than one optimizer "
-                              f"step of data.batch_size={d.batch_size} x optim.accum_steps={o.accum_steps}; "
-                              "lower them or use more data")
+            raise ConfigError(
+                f"an epoch of {len(self.order.sampler)} clips per process is less than one optimizer "
+                f"step of data.batch_size={d.batch_size} x optim.accum_steps={o.accum_steps}; "
+                "lower them or use more data"
+            )
         self.micro_per_epoch = self.steps_per_epoch * o.accum_steps  # a trailing partial step is dropped
         self.schedule = WarmupCosine(
-            peak_lr=self.peak_lr, total_steps=o.epochs * self.steps_per_epoch,
+            peak_lr=self.peak_lr,
+            total_steps=o.epochs * self.steps_per_epoch,
             warmup_steps=round(o.warmup_epochs * self.steps_per_epoch),
-            start_lr=self.peak_lr * o.warmup_start_ratio, final_lr=self.peak_lr * o.final_lr_ratio)
+            start_lr=self.peak_lr * o.warmup_start_ratio,
+            final_lr=self.peak_lr * o.final_lr_ratio,
+        )
         self.mix = _batch_mixer(cfg, self.num_classes)
 
         self.epoch, self.micro, self.step = 0, 0, 0  # epoch, micro-batches done in it, optimizer steps
@@ -190,9 +208,15 @@ class _Run:
                 save_config(cfg, self.out / "config.yaml")  # the settings the run started with
             env = environment(ctx.world_size, ctx.device)
             (self.out / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
-            entry = {"event": "resume" if resumed else "start", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                     time.gmtime()), "step": self.step, "epoch": self.epoch, "changed": changes,
-                     "config": cfg.to_dict(), "environment": env}
+            entry = {
+                "event": "resume" if resumed else "start",
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "step": self.step,
+                "epoch": self.epoch,
+                "changed": changes,
+                "config": cfg.to_dict(),
+                "environment": env,
+            }
             with open(self.out / HISTORY_NAME, "a") as f:
                 f.write(json.dumps(entry) + "\n")
 
@@ -247,8 +271,9 @@ class _Run:
             if not last:
                 continue
             # per process: mean loss, stop request, bad inputs; summed over processes
-            flags = ctx.sum(torch.stack([loss_sum / accum, torch.tensor(float(stop.signum or 0), device=ctx.device),
-                                         bad_inputs]))
+            flags = ctx.sum(
+                torch.stack([loss_sum / accum, torch.tensor(float(stop.signum or 0), device=ctx.device), bad_inputs])
+            )
             loss_sum.zero_()
             bad_inputs.zero_()
             loss_value, stop_flag, bad_flag = flags.tolist()
@@ -265,8 +290,14 @@ class _Run:
             grad_norm = self._optimizer_step()
             self.step += 1
             self.epoch_loss = [self.epoch_loss[0] + loss_value, self.epoch_loss[1] + 1]
-            info = {"epoch": self.epoch, "step": self.step, "iteration": self.micro // accum, "loss": loss_value,
-                    "lr": lr, "grad_norm": grad_norm}
+            info = {
+                "epoch": self.epoch,
+                "step": self.step,
+                "iteration": self.micro // accum,
+                "loss": loss_value,
+                "lr": lr,
+                "grad_norm": grad_norm,
+            }
             if self.step % cfg.run.log_every_steps == 0 or self.micro == self.micro_per_epoch:
                 now = time.perf_counter()
                 info["clips_per_s"] = clips / max(now - tick, 1e-9)
@@ -275,8 +306,11 @@ class _Run:
                 self._record("train", **info)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", **(
-                    {"clips/s": f"{info['clips_per_s']:.1f}"} if "clips_per_s" in info else {}))
+                bar.set_postfix(
+                    loss=f"{loss_value:.4f}",
+                    lr=f"{lr:.2e}",
+                    **({"clips/s": f"{info['clips_per_s']:.1f}"} if "clips_per_s" in info else {}),
+                )
             every = cfg.run.checkpoint_every_steps
             if every and self.step % every == 0 and self.micro < self.micro_per_epoch:
                 self._save(confirmed=False)
@@ -285,9 +319,12 @@ class _Run:
             if stop_signum:
                 self._save(confirmed=True)  # no later step: written now (its weights are finite)
                 name = signal.Signals(stop_signum).name
-                raise TrainingInterrupted(f"{name} received: checkpoint written to {self.ckpt_path} at epoch "
-                                          f"{self.epoch}, iteration {self.micro // accum}; run the same command "
-                                          "again to resume", stop_signum)
+                raise TrainingInterrupted(
+                    f"{name} received: checkpoint written to {self.ckpt_path} at epoch "
+                    f"{self.epoch}, iteration {self.micro // accum}; run the same command "
+                    "again to resume",
+                    stop_signum,
+                )
         if bar is not None:
             bar.close()
 
@@ -307,12 +344,16 @@ class _Run:
 
     def _non_finite(self, what: str, value: float, bad_inputs: bool = False) -> None:
         self.pending = None  # its weights gave this value: never written
-        cause = ("the input clips of this step hold NaN/inf: check the data" if bad_inputs else
-                 "the weights diverged: lower optim.lr, keep optim.clip_grad_norm on, or use run.precision=fp32")
+        cause = (
+            "the input clips of this step hold NaN/inf: check the data"
+            if bad_inputs
+            else "the weights diverged: lower optim.lr, keep optim.clip_grad_norm on, or use run.precision=fp32"
+        )
         raise NonFiniteLossError(
             f"{what} is {value} at epoch {self.epoch}, iteration {self.micro // self.cfg.optim.accum_steps} "
             f"(optimizer step {self.step + 1}); training stopped, nothing was saved from this point and "
-            f"{self._kept()}. Probable cause: {cause}")
+            f"{self._kept()}. Probable cause: {cause}"
+        )
 
     def _kept(self) -> str:
         if self.on_disk is None:
@@ -325,13 +366,18 @@ class _Run:
             raise NonFiniteLossError(
                 f"the {split} loss is {loss} after optimizer step {self.step}: the weights diverged, so they were "
                 f"not saved and {self._kept()}. Lower optim.lr, keep optim.clip_grad_norm on, or use "
-                "run.precision=fp32")
+                "run.precision=fp32"
+            )
 
     def _end_epoch(self, epoch: int) -> None:
         cfg = self.cfg
         total, count = self.epoch_loss
-        record = {"epoch": epoch, "step": self.step, "lr": self.schedule(max(self.step - 1, 0)),
-                  "train_loss": total / max(count, 1)}
+        record = {
+            "epoch": epoch,
+            "step": self.step,
+            "lr": self.schedule(max(self.step - 1, 0)),
+            "train_loss": total / max(count, 1),
+        }
         if hasattr(self.train_set, "failures"):
             record["unreadable_files"] = len(self.train_set.failures)
         self.epoch, self.micro, self.epoch_loss = epoch + 1, 0, [0.0, 0]
@@ -347,8 +393,15 @@ class _Run:
 
     def _evaluate(self, dataset: Dataset, multi_view: bool) -> dict:
         loader = eval_loader(self.cfg, dataset, self.ctx)
-        return evaluate(self.model, loader, num_classes=self.num_classes, multi_view=multi_view,
-                        device=self.ctx.device, precision=self.cfg.run.precision, ctx=self.ctx)
+        return evaluate(
+            self.model,
+            loader,
+            num_classes=self.num_classes,
+            multi_view=multi_view,
+            device=self.ctx.device,
+            precision=self.cfg.run.precision,
+            ctx=self.ctx,
+        )
 
     def _record(self, kind: str, **values) -> None:
         if self.log is not None:
@@ -401,13 +454,15 @@ class _Run:
     def _check_finite_state(self) -> None:
         """Raise `NonFiniteLossError` (nothing written) if a parameter or an optimizer state is NaN/inf."""
         tensors = [p.detach() for p in self.model.parameters()]
-        tensors += [v for s in self.optimizer.state.values() for v in s.values()
-                    if torch.is_tensor(v) and v.is_floating_point()]
+        tensors += [
+            v for s in self.optimizer.state.values() for v in s.values() if torch.is_tensor(v) and v.is_floating_point()
+        ]
         if not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
             self.pending = None
             raise NonFiniteLossError(
                 f"the weights or the optimizer state hold NaN/inf after optimizer step {self.step}: they were not "
-                f"saved and {self._kept()}. Lower optim.lr, keep optim.clip_grad_norm on, or use run.precision=fp32")
+                f"saved and {self._kept()}. Lower optim.lr, keep optim.clip_grad_norm on, or use run.precision=fp32"
+            )
 
     def _resume(self, ckpt: dict) -> dict:
         """Restore the run from `ckpt`; returns the changed settings ``{key: [old, new]}``."""
@@ -416,14 +471,18 @@ class _Run:
         try:
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError as err:
-            raise ConfigError(f"{self.ckpt_path} holds another model ({', '.join(changed) or 'see below'} differ from "
-                              f"this config); use a new --output-dir or the run's own config.\n{err}") from None
+            raise ConfigError(
+                f"{self.ckpt_path} holds another model ({', '.join(changed) or 'see below'} differ from "
+                f"this config); use a new --output-dir or the run's own config.\n{err}"
+            ) from None
         affecting = [key for key in changed if key not in HARMLESS_KEYS]
         if affecting and self.ctx.is_main:
-            warnings.warn(f"resuming {self.ckpt_path} with changed settings: " + ", ".join(
-                f"{key} {_dotted(old, key)!r} -> {_dotted(new, key)!r}" for key in affecting)
+            warnings.warn(
+                f"resuming {self.ckpt_path} with changed settings: "
+                + ", ".join(f"{key} {_dotted(old, key)!r} -> {_dotted(new, key)!r}" for key in affecting)
                 + f"; the rest of the run follows the new settings, so its results are not those of either "
-                f"setting alone ({self.out / HISTORY_NAME} records the settings of every start)")
+                f"setting alone ({self.out / HISTORY_NAME} records the settings of every start)"
+            )
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.micro, self.step = ckpt["epoch"], ckpt["micro"], ckpt["step"]
@@ -433,18 +492,25 @@ class _Run:
         if same_layout:
             set_rng_state(ckpt["rng"][self.ctx.rank])
         else:
-            warnings.warn(f"resuming with {self.ctx.world_size} processes x batch {self.cfg.data.batch_size} from a "
-                          f"checkpoint of {ckpt['world_size']} x {ckpt['batch_size']}: epoch {self.epoch} restarts "
-                          "from its first batch and the run will not repeat the original exactly")
+            warnings.warn(
+                f"resuming with {self.ctx.world_size} processes x batch {self.cfg.data.batch_size} from a "
+                f"checkpoint of {ckpt['world_size']} x {ckpt['batch_size']}: epoch {self.epoch} restarts "
+                "from its first batch and the run will not repeat the original exactly"
+            )
             self.micro = 0
             torch.manual_seed(self.cfg.run.seed + 1000 * self.step + self.ctx.rank)
-        self.on_disk = f"epoch {ckpt['epoch']}, iteration {ckpt['micro'] // self.cfg.optim.accum_steps}, " \
-                       f"optimizer step {self.step}"
+        self.on_disk = (
+            f"epoch {ckpt['epoch']}, iteration {ckpt['micro'] // self.cfg.optim.accum_steps}, "
+            f"optimizer step {self.step}"
+        )
         if self.log is not None:
             self.log.truncate(ckpt["metrics_bytes"])  # records after the checkpoint are redone
         if self.ctx.is_main:
-            print(f"resumed from {self.ckpt_path}: epoch {self.epoch}, iteration "
-                  f"{self.micro // self.cfg.optim.accum_steps}, optimizer step {self.step}", flush=True)
+            print(
+                f"resumed from {self.ckpt_path}: epoch {self.epoch}, iteration "
+                f"{self.micro // self.cfg.optim.accum_steps}, optimizer step {self.step}",
+                flush=True,
+            )
         return {key: [_dotted(old, key), _dotted(new, key)] for key in changed}
 
 
@@ -452,14 +518,27 @@ class _Run:
 # helpers
 # ----------------------------------------------------------------------------------------------------
 
+
 def _train_loader(cfg: TrainConfig, dataset: Dataset, ctx: Context) -> tuple[EpochOrder, DataLoader]:
-    sampler = RepeatAugSampler(dataset, num_repeats=cfg.augment.repeat_aug, num_replicas=ctx.world_size,
-                               rank=ctx.rank, shuffle=cfg.data.shuffle, seed=cfg.run.seed)
+    sampler = RepeatAugSampler(
+        dataset,
+        num_repeats=cfg.augment.repeat_aug,
+        num_replicas=ctx.world_size,
+        rank=ctx.rank,
+        shuffle=cfg.data.shuffle,
+        seed=cfg.run.seed,
+    )
     order = EpochOrder(sampler, seed=cfg.run.seed, rank=ctx.rank)
-    loader = DataLoader(SeededSamples(dataset), batch_size=cfg.data.batch_size, sampler=order, drop_last=True,
-                        num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda",
-                        persistent_workers=cfg.data.num_workers > 0,
-                        generator=torch.Generator())  # its own generator: the global RNG stays untouched
+    loader = DataLoader(
+        SeededSamples(dataset),
+        batch_size=cfg.data.batch_size,
+        sampler=order,
+        drop_last=True,
+        num_workers=cfg.data.num_workers,
+        pin_memory=ctx.device.type == "cuda",
+        persistent_workers=cfg.data.num_workers > 0,
+        generator=torch.Generator(),
+    )  # its own generator: the global RNG stays untouched
     return order, loader
 
 
@@ -467,8 +546,13 @@ def _batch_mixer(cfg: TrainConfig, num_classes: int) -> MixupCutmix:
     """``(x, labels) -> (x, soft_targets (B, K))``: Mixup/CutMix with label smoothing (both alphas 0:
     label smoothing only)."""
     a = cfg.augment
-    return MixupCutmix(num_classes, mixup_alpha=a.mixup_alpha, cutmix_alpha=a.cutmix_alpha,
-                       label_smoothing=a.label_smoothing, switch_prob=a.switch_prob)
+    return MixupCutmix(
+        num_classes,
+        mixup_alpha=a.mixup_alpha,
+        cutmix_alpha=a.cutmix_alpha,
+        label_smoothing=a.label_smoothing,
+        switch_prob=a.switch_prob,
+    )
 
 
 def _progress(cfg: TrainConfig, ctx: Context, epoch: int, total: int, initial: int):
@@ -476,8 +560,9 @@ def _progress(cfg: TrainConfig, ctx: Context, epoch: int, total: int, initial: i
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
-                dynamic_ncols=True)
+    return tqdm(
+        total=total, initial=initial, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False, dynamic_ncols=True
+    )
 
 
 def _dotted(config: dict, key: str):
@@ -540,8 +625,9 @@ class _StopSignals:
             signal.signal(s, handler)
 
 
-def evaluate_checkpoint(cfg: TrainConfig, checkpoint: str | Path, source: str = "auto",
-                        splits: tuple[str, ...] = ("val", "test")) -> dict:
+def evaluate_checkpoint(
+    cfg: TrainConfig, checkpoint: str | Path, source: str = "auto", splits: tuple[str, ...] = ("val", "test")
+) -> dict:
     """Evaluate the weights in `checkpoint` (a training checkpoint, a state dict, or torchvision /
     PySlowFast / pytorchvideo weights, see `mvit.convert`) on the datasets of ``cfg.data``.
 
@@ -562,8 +648,14 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint: str | Path, source: str = 
             if split not in splits or dataset is None:
                 continue
             check_dataset(dataset, model.config.num_classes, split)
-            results[split] = evaluate(model, eval_loader(cfg, dataset, ctx), multi_view=split == "test",
-                                      device=ctx.device, precision=cfg.run.precision, ctx=ctx)
+            results[split] = evaluate(
+                model,
+                eval_loader(cfg, dataset, ctx),
+                multi_view=split == "test",
+                device=ctx.device,
+                precision=cfg.run.precision,
+                ctx=ctx,
+            )
         if not results:
             raise ConfigError(f"data.dataset={cfg.data.dataset!r} has none of the splits {list(splits)}")
         return results

@@ -128,9 +128,7 @@ def _open(browser, url: str) -> list[dict]:
 
     browser.get_log("browser")  # drop anything left over from the previous page
     browser.get(url)
-    WebDriverWait(browser, 30).until(
-        lambda d: d.execute_script("return document.readyState") == "complete"
-    )
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
     WebDriverWait(browser, 60).until(
         lambda d: d.execute_script(
             "if (!window.MathJax || !MathJax.startup || !MathJax.startup.promise) return true;"
@@ -159,9 +157,7 @@ def test_page(browser, site_url, page):
         "        typeset: all.filter(m => m.querySelector('mjx-container')).length,"
         "        errors: [...document.querySelectorAll('mjx-merror')].map(e => e.textContent)};"
     )
-    assert math["typeset"] == math["total"], (
-        f"{page}: MathJax typeset {math['typeset']} of {math['total']} equations"
-    )
+    assert math["typeset"] == math["total"], f"{page}: MathJax typeset {math['typeset']} of {math['total']} equations"
     assert not math["errors"], f"{page}: MathJax could not parse: {math['errors']}"
 
     if (BOOK / f"{page}.ipynb").is_file():  # every chapter shows at least one figure it computed
@@ -246,12 +242,17 @@ def test_launch_and_repository_buttons_follow_the_repository_setting():
 
     repository = configured_repository()
     pages = built_pages()
-    launch = {page: sorted({url for url, _ in links if urllib.parse.urlsplit(url).hostname in LAUNCH_HOSTS})
-              for page, links in pages.items()}
-    buttons = {page: sorted({url for url, classes in links if REPOSITORY_BUTTON in classes})
-               for page, links in pages.items()}
-    hint = (f"; the test expects the setting it sees ({REPO_VARIABLE}={os.environ.get(REPO_VARIABLE, '')!r}, "
-            "else repository.url in _config.yml): build the book with the same one")
+    launch = {
+        page: sorted({url for url, _ in links if urllib.parse.urlsplit(url).hostname in LAUNCH_HOSTS})
+        for page, links in pages.items()
+    }
+    buttons = {
+        page: sorted({url for url, classes in links if REPOSITORY_BUTTON in classes}) for page, links in pages.items()
+    }
+    hint = (
+        f"; the test expects the setting it sees ({REPO_VARIABLE}={os.environ.get(REPO_VARIABLE, '')!r}, "
+        "else repository.url in _config.yml): build the book with the same one"
+    )
     if repository is None:
         with_launch = [page for page, urls in launch.items() if urls]
         with_button = [page for page, urls in buttons.items() if urls]
@@ -277,7 +278,9 @@ BOOK_COLUMN = re.compile(r"\bthis book\b", re.IGNORECASE)
 # Words that make a cell refer to a measured or computed result, or to a number shown elsewhere.
 MEASUREMENT = re.compile(
     r"\b(measur\w*|timed?|times|seconds?|train(ed|ing)?|accura\w*|top-1|throughput|clips/s|memory|speed|faster|"
-    r"slower|g?macs|g?flops|param(eter)?s|loss|slopes?|printed|shown|above|below)\b", re.IGNORECASE)
+    r"slower|g?macs|g?flops|param(eter)?s|loss|slopes?|printed|shown|above|below)\b",
+    re.IGNORECASE,
+)
 NOT_REPRODUCED = re.compile(r"\bnot (reproduced|retrained|measured|reported)\b", re.IGNORECASE)
 
 
@@ -293,8 +296,10 @@ def summary_tables(html: str) -> list[tuple[str, list[str], list[list[str]]]]:
             continue
         for table in section.find_all("table"):
             header = [cell.get_text(" ", strip=True) for cell in table.select("thead th")]
-            body = [[cell.get_text(" ", strip=True) for cell in row.find_all(["td", "th"])]
-                    for row in table.select("tbody tr")]
+            body = [
+                [cell.get_text(" ", strip=True) for cell in row.find_all(["td", "th"])]
+                for row in table.select("tbody tr")
+            ]
             found.append((title, header, body))
     return found
 
@@ -307,7 +312,11 @@ def cells_without_numbers(header: list[str], rows: list[list[str]]) -> list[str]
     for row in rows:
         for i in columns:
             cell = row[i] if i < len(row) else ""
-            if (not cell or MEASUREMENT.search(cell)) and not re.search(r"\d", cell) and not NOT_REPRODUCED.search(cell):
+            if (
+                (not cell or MEASUREMENT.search(cell))
+                and not re.search(r"\d", cell)
+                and not NOT_REPRODUCED.search(cell)
+            ):
                 bad.append(f"{row[0]!r}: {cell!r}")
     return bad
 
@@ -327,7 +336,10 @@ def test_the_summary_table_rule_on_constructed_pages():
     tables = summary_tables(page)
     assert [(title, header) for title, header, _ in tables] == [("Paper vs. this book", ["", "paper", "this book"])]
     assert cells_without_numbers(*tables[0][1:]) == [
-        "'top-1': 'printed above with profile and seed'", "'memory': 'lower, as measured'", "'empty': ''"]
+        "'top-1': 'printed above with profile and seed'",
+        "'memory': 'lower, as measured'",
+        "'empty': ''",
+    ]
 
 
 @pytest.mark.parametrize("page", toc_pages())
@@ -342,6 +354,7 @@ def test_summary_tables_hold_numbers(page):
     tables = summary_tables(html)
     if (BOOK / f"{page}.ipynb").is_file():  # every chapter compares itself with the paper
         assert any(any(BOOK_COLUMN.search(name) for name in header) for _, header, _ in tables), (
-            f"{page}: no 'Paper vs. this book' table with a 'this book' column")
+            f"{page}: no 'Paper vs. this book' table with a 'this book' column"
+        )
     bad = [f"{title}: {cell}" for title, header, rows in tables for cell in cells_without_numbers(header, rows)]
     assert not bad, f"{page}: summary-table cells that refer to a result but hold no number:\n" + "\n".join(bad)
