@@ -81,8 +81,8 @@ def engine_overhead(rounds: int, train_size: int, epochs: int) -> dict:
     from torch.utils.data import TensorDataset
 
     from mvit.engine import load_config, train
-    from mvit.engine.data import build_datasets
-    from mvit.engine.model import build_model_from_config
+    from mvit.engine.inputs import build_datasets
+    from mvit.engine.network import build_model_from_config
     from mvit.engine.optim import WarmupCosine, build_optimizer, scaled_lr, set_lr
 
     torch.set_num_threads(1)

@@ -599,7 +599,7 @@ def test_new_head_keeps_a_fresh_classifier_of_another_size_and_names_it():
 
 def test_the_engine_initialises_through_the_same_entry_point(tmp_path):
     from mvit.engine.config import ConfigError
-    from mvit.engine.model import load_pretrained as engine_load
+    from mvit.engine.network import load_pretrained as engine_load
 
     original = randomise(mvit.build_model("mvit_tiny"), seed=0)
     path = tmp_path / "k.pth"

@@ -16,7 +16,7 @@ import mvit.data as data
 from mvit.data import synthetic
 from mvit.engine import ConfigError, evaluate
 from mvit.engine.config import load_config
-from mvit.engine.data import build_datasets
+from mvit.engine.inputs import build_datasets
 
 
 class _Oracle(nn.Module):

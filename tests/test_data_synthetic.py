@@ -149,7 +149,7 @@ def test_appearance_classes_are_still_patterns():
 
 def test_mixed_dataset_through_the_engine_options():
     from mvit.engine import load_config
-    from mvit.engine.data import build_datasets
+    from mvit.engine.inputs import build_datasets
 
     cfg = load_config("cpu_synthetic_mvit", ["data.options.classes=mixed", "data.train_size=20", "data.val_size=10"])
     train_set, val_set, _ = build_datasets(cfg, mvit.get_config(cfg.model.name, **cfg.model.config))

@@ -17,7 +17,7 @@ from mvit import build_model
 from mvit.data import MixupCutmix, RepeatAugSampler, smooth_one_hot
 from mvit.engine import ConfigError, evaluate, list_recipes, load_config, multi_view_scores
 from mvit.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from mvit.engine.data import EpochOrder, SeededSamples, ShardSampler
+from mvit.engine.inputs import EpochOrder, SeededSamples, ShardSampler
 from mvit.engine.loss import soft_target_cross_entropy
 from mvit.engine.optim import WarmupCosine, build_optimizer, param_groups, scaled_lr
 

@@ -11,7 +11,7 @@ from torchvision.io import write_png
 from mvit.configs import get_config
 from mvit.data import RepeatAugSampler, synthetic
 from mvit.engine import list_recipes, load_config, train
-from mvit.engine.data import build_datasets
+from mvit.engine.inputs import build_datasets
 
 SMALL_INPUT = {"video": [4, 64, 64], "imagefolder": [1, 64, 64]}  # the paper-scale recipes, shrunk
 

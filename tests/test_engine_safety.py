@@ -30,7 +30,7 @@ from mvit.engine import (
     train,
 )
 from mvit.engine.checkpoint import OutputDirLock
-from mvit.engine.model import build_model_from_config
+from mvit.engine.network import build_model_from_config
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_engine_train import TINY, tiny_data  # noqa: E402

@@ -41,12 +41,12 @@ from ..fused import fuse
 from . import distributed
 from .checkpoint import CHECKPOINT_NAME, OutputDirLock, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import ConfigError, TrainConfig, save_config
-from .data import EpochOrder, SeededSamples, build_datasets, check_dataset, eval_loader
 from .distributed import Context, autocast
+from .inputs import EpochOrder, SeededSamples, build_datasets, check_dataset, eval_loader
 from .log import MetricLog, environment, require_tensorboard
 from .loss import soft_target_cross_entropy
 from .metrics import evaluate
-from .model import build_model_from_config, load_pretrained
+from .network import build_model_from_config, load_pretrained
 from .optim import WarmupCosine, build_optimizer, scaled_lr, set_lr
 
 

@@ -1,4 +1,4 @@
-"""The model of a run: a preset with overrides, optionally initialised from a pretrained checkpoint."""
+"""The network of a run: a preset with overrides, optionally initialised from a pretrained checkpoint."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Datasets and loaders for the engine, built from the ``data`` section of a `TrainConfig`.
+"""The inputs of a run: datasets built from the ``data`` section of a `TrainConfig`, samplers and loaders.
 
 Two pieces make a resumed run repeat exactly what an uninterrupted one does:
 
