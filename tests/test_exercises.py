@@ -1,0 +1,51 @@
+"""mvit.exercises: the checks of the book's exercises."""
+
+import numpy as np
+import pytest
+import torch
+
+from mvit.exercises import STRICT_ENV, canonical, check, digest
+
+
+def test_digest_is_the_same_for_equal_answers_of_different_types():
+    assert digest([2, 5, 21]) == digest((2, 5, 21)) == digest(torch.tensor([2, 5, 21])) == digest(np.array([2, 5, 21]))
+    assert digest({"b": 1, "a": 2}) == digest({"a": 2, "b": 1})
+    assert digest({3, 1, 2}) == digest([1, 2, 3])
+    assert digest(0.123456) == digest(0.1235) and digest(0.1234) != digest(0.1236)
+    assert digest(np.float32(1.5)) == digest(1.5) and digest(np.int64(7)) == digest(7)
+    assert digest([1, 2]) != digest([2, 1]) and digest("1") != digest(1) and digest(True) != digest(1)
+    assert len(digest("x")) == 12 and all(c in "0123456789abcdef" for c in digest("x"))
+
+
+def test_canonical_refuses_what_it_cannot_compare():
+    with pytest.raises(TypeError, match="cannot check a object"):
+        canonical(object())
+
+
+def test_check_passes_the_right_answer_and_fails_a_stub_or_a_wrong_one(monkeypatch, capsys):
+    monkeypatch.delenv(STRICT_ENV, raising=False)
+    want = {"blocks": digest([2, 5, 21]), "ratio": (1.2, 1.6)}
+    assert check("ex-a", {"blocks": [2, 5, 21], "ratio": 1.4}, **want)
+    assert capsys.readouterr().out == "✓ ex-a: right\n"
+    assert not check("ex-a", {"blocks": ..., "ratio": ...}, **want)
+    assert capsys.readouterr().out == "✗ ex-a: blocks is not answered yet (it is still ...) (and 1 more)\n"
+    assert not check("ex-a", {"blocks": [2, 5, 20], "ratio": 1.4}, **want)
+    assert "blocks is not right yet" in capsys.readouterr().out
+    assert not check("ex-a", {"blocks": [2, 5, 21], "ratio": 2.0}, **want)
+    assert "ratio = 2 is outside the expected range [1.2, 1.6]" in capsys.readouterr().out
+    assert not check("ex-a", {"ratio": "1.4"}, **want)
+    assert "blocks is not defined" in capsys.readouterr().out
+
+
+def test_check_reads_the_callers_globals():
+    namespace = {"check": check, "answer": 42}
+    exec("result = check('ex-b', answer=" + repr(digest(42)) + ")", namespace)
+    assert namespace["result"] is True
+
+
+def test_strict_mode_raises_naming_the_exercise(monkeypatch):
+    monkeypatch.setenv(STRICT_ENV, "strict")
+    with pytest.raises(AssertionError, match="ex-c: answer is not right yet"):
+        check("ex-c", {"answer": 1}, answer=digest(2))
+    with pytest.raises(ValueError, match="at least one answer"):
+        check("ex-c", {})
