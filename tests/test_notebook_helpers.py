@@ -25,7 +25,9 @@ def test_setup_seeds_every_generator_and_names_the_run(monkeypatch, capsys):
     assert "1 thread " in run.hardware
     printed = capsys.readouterr().out.strip()
     assert printed == run.line
-    assert printed.startswith("profile cpu | seed 3 | ") and f"mvit {mvit.__version__}" in printed and "seed 3" in printed
+    assert (
+        printed.startswith("profile cpu | seed 3 | ") and f"mvit {mvit.__version__}" in printed and "seed 3" in printed
+    )
     assert run.elapsed() >= 0
 
 
