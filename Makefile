@@ -11,12 +11,13 @@ STAMP  := $(VENV)/.installed
 TORCH_PIN ?= $(shell [ "$$(uname -s)-$$(uname -m)" = "Linux-x86_64" ] && echo "torch==2.14.1 torchvision==0.29.1")
 export PYTHONHASHSEED := 0
 
-.PHONY: setup book test test-unit test-notebooks test-book student bench clean help book-from-origin colab-cells
+.PHONY: setup book test lint test-unit test-notebooks test-book student bench clean help book-from-origin colab-cells
 
 help:
 	@echo "make book    set up .venv, then build the book into book/_build/html"
-	@echo "make test    set up .venv, then run every test (unit, notebooks, book build, browser)"
-	@echo "make student write student notebooks without solutions into student/"
+	@echo "make test    set up .venv, then run every test (lint, unit, notebooks, book build, browser)"
+	@echo "make lint    ruff: formatting and lint of the package, tests, scripts, book extensions, notebooks"
+	@echo "make student student notebooks (answer cells, checks, no solutions) in student/ and their site"
 	@echo "make bench   run the benchmarks (ours vs torchvision)"
 	@echo "make book-from-origin  build the book with launch buttons for \`git remote get-url origin\` (GitHub)"
 	@echo "make colab-cells       write every notebook's Colab install cell from the repository setting"
@@ -36,7 +37,17 @@ book: setup
 	$(VENV)/bin/jupyter-book build -W -n --keep-going book/ && \
 	echo "book built in $$(( $$(date +%s) - start )) s: book/_build/html/index.html"
 
+# The one formatter and linter (pyproject.toml [tool.ruff]; the notebooks at 76 columns: book/ruff.toml).
+# Fix with `.venv/bin/ruff format PATHS && .venv/bin/ruff check --fix PATHS`.
+LINT_PATHS := mvit tests benchmarks data_scripts book/_ext $(wildcard book/*.ipynb)
+
+lint: setup
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+
+# Lint first: it takes a second and fails before the long steps.
 test: setup
+	$(MAKE) lint
 	$(PY) -m pytest tests -q --ignore=tests/browser
 	$(MAKE) test-notebooks
 	$(MAKE) book
@@ -45,8 +56,10 @@ test: setup
 test-unit: setup
 	$(PY) -m pytest tests -q --ignore=tests/browser
 
+# MVIT_EXERCISES=strict: a check cell whose answer is wrong fails the notebook (mvit/exercises.py), so the
+# book's own solutions must pass their checks.
 test-notebooks: setup
-	MVIT_PROFILE=cpu $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider book/*.ipynb -q
+	MVIT_EXERCISES=strict MVIT_PROFILE=cpu $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider book/*.ipynb -q
 
 # The public repository of the launch buttons and the Colab install cell: `repository` in _config.yml,
 # or for one build `MVIT_BOOK_REPO=https://github.com/OWNER/NAME make book` (see mvit/booktools.py).
