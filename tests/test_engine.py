@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from mvit import build_model
+from mvit import build_model, get_config
 from mvit.data import MixupCutmix, RepeatAugSampler, smooth_one_hot
 from mvit.engine import ConfigError, evaluate, list_recipes, load_config, multi_view_scores
 from mvit.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -83,6 +83,20 @@ def test_unknown_key_is_named_with_the_closest_valid_key(override, key, hint):
 def test_wrong_type_or_value_is_named(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config("cpu_synthetic_mvit", [override])
+
+
+def test_dataset_names_come_from_the_registry(monkeypatch):
+    from mvit.engine import inputs
+
+    with pytest.raises(ConfigError) as err:
+        load_config("cpu_synthetic_mvit", ["data.dataset=synthetc"])
+    message = str(err.value)
+    assert all(name in message for name in inputs.DATASETS) and "did you mean 'synthetic'" in message
+    calls = []
+    monkeypatch.setitem(inputs.DATASETS, "toy", lambda cfg, model_cfg: calls.append(cfg.data.dataset) or (1, 2, 3))
+    cfg = load_config("cpu_synthetic_mvit", ["data.dataset=toy"])  # one registry entry makes a dataset valid
+    assert inputs.build_datasets(cfg, get_config(cfg.model.name, **cfg.model.config)) == (1, 2, 3)
+    assert calls == ["toy"]
 
 
 def test_bad_ranges_and_names_fail_before_training():

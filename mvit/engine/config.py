@@ -46,11 +46,18 @@ class ModelSection:
     # (auto: detected from the key names, see mvit.convert)
 
 
+def _dataset_names() -> list[str]:
+    """The keys of `mvit.engine.inputs.DATASETS` (imported here, late: that module imports this one)."""
+    from .inputs import DATASETS
+
+    return list(DATASETS)
+
+
 @dataclass
 class DataSection:
     """The dataset. Clip length and crop size come from ``model.config.input_size``."""
 
-    dataset: Literal["synthetic", "video", "digits", "imagefolder"] = "video"
+    dataset: str = field(default="video", metadata={"choices": _dataset_names})  # a key of mvit.engine.inputs.DATASETS
     root: Optional[str] = None  # folder of the dataset (video: holds train.csv and val.csv)
     sampling_rate: int = 4  # tau: frame stride of a clip
     num_clips: int = 5  # multi-view testing: clips uniformly spaced in time ...
@@ -261,14 +268,30 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             f"unknown config key '{prefix}{key}'{_suggest(str(key), names, prefix)}; "
             f"valid keys in {where}: {', '.join(names)}"
         )
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for key, value in raw.items():
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             values[key] = _build(hint, value, f"{prefix}{key}.")
-        else:
-            values[key] = _coerce(value, hint, f"{prefix}{key}")
+            continue
+        values[key] = _coerce(value, hint, f"{prefix}{key}")
+        choices = _choices(fields[key])
+        if choices is not None and values[key] not in choices:
+            raise _not_one_of(f"{prefix}{key}", values[key], choices)
     return cls(**values)
+
+
+def _choices(f: dataclasses.Field) -> Optional[list]:
+    """The valid values of a field whose metadata names them (``"choices"``: a function returning them)."""
+    choices = f.metadata.get("choices")
+    return None if choices is None else list(choices())
+
+
+def _not_one_of(key: str, value: Any, options: list) -> ConfigError:
+    return ConfigError(
+        f"config key {key!r} must be one of {options}, got {value!r}" + _suggest(str(value), [str(a) for a in options])
+    )
 
 
 def _suggest(key: str, options: list[str], prefix: str = "") -> str:
@@ -305,9 +328,9 @@ def describe_keys() -> list[tuple[str, str, Any, str]]:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-            rows.append(
-                (f"{section.name}.{f.name}", type_name(hints[f.name]), default, comments.get(f.name, "").strip())
-            )
+            choices = _choices(f)
+            kind = type_name(hints[f.name] if choices is None else Literal[tuple(choices)])
+            rows.append((f"{section.name}.{f.name}", kind, default, comments.get(f.name, "").strip()))
     return rows
 
 
@@ -333,10 +356,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if origin is Literal:
         if value in args:
             return value
-        raise ConfigError(
-            f"config key {key!r} must be one of {list(args)}, got {value!r}"
-            + _suggest(str(value), [str(a) for a in args])
-        )
+        raise _not_one_of(key, value, list(args))
     if hint is bool:
         if isinstance(value, bool):
             return value

@@ -9,6 +9,10 @@ Two pieces make a resumed run repeat exactly what an uninterrupted one does:
   the epoch), so it does not depend on the number of loader workers, on which worker loads it, or on
   where the run was resumed. The two copies of a clip under repeated augmentation sit at different
   positions, so they get different augmentations.
+
+Datasets: `DATASETS` maps each ``data.dataset`` name to a builder ``(cfg, model_cfg) -> (train, val, test)``
+(``None`` for a split the dataset lacks). Adding a dataset is one builder function here plus one entry in
+`DATASETS`; the config check, its error message and ``train --help`` take the names from that table.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import difflib
 import inspect
 import random
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -131,57 +135,70 @@ def eval_loader(cfg: TrainConfig, dataset: Dataset, ctx: Context) -> DataLoader:
     )
 
 
-def build_datasets(cfg: TrainConfig, model_cfg: MViTConfig) -> tuple[Dataset, Optional[Dataset], Optional[Dataset]]:
-    """``(train, val, test)`` for ``cfg.data``; clips have the model's ``input_size`` (T, H, W).
+Splits = tuple[Dataset, Optional[Dataset], Optional[Dataset]]  # (train, val, test); None: the split does not exist
 
-    - ``synthetic``: the in-memory temporal dataset `mvit.data.SyntheticVideoDataset` (no test views);
-    - ``video``: `mvit.data.VideoDataset` over ``root/train.csv`` and ``root/val.csv`` (paths relative to
-      ``root``); the test set is ``val.csv`` in multi-view ``"test"`` mode. The on-disk synthetic dataset
-      written by ``data_scripts/make_synthetic.py`` is such a folder;
-    - ``digits``: scikit-learn's handwritten digits (`mvit.data.DigitsDataset`);
-    - ``imagefolder``: `mvit.data.ImageFolderDataset` over ``root/train/<class>/*`` and ``root/val/<class>/*``.
-    ``data.options`` adds keyword arguments of the dataset class (checked against its signature).
-    """
-    from .. import data
 
-    d = cfg.data
+def build_datasets(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
+    """``(train, val, test)`` for ``cfg.data``, made by ``DATASETS[cfg.data.dataset]``; clips have the model's
+    ``input_size`` (T, H, W). ``data.options`` adds keyword arguments of the dataset class (checked against its
+    signature)."""
     t, size, width = model_cfg.input_size
     if size != width:
         raise ConfigError(
             f"model.config.input_size={model_cfg.input_size}: the data pipeline crops squares; use equal H and W"
         )
+    return DATASETS[cfg.data.dataset](cfg, model_cfg)
+
+
+def synthetic_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
+    """The in-memory temporal dataset `mvit.data.SyntheticVideoDataset` (no test views); ``data.train_size`` and
+    ``data.val_size`` clips."""
+    from ..data import SyntheticVideoDataset
+
+    d, (t, size, _) = cfg.data, model_cfg.input_size
+
+    def make(split, n):
+        sizes = {"num_samples": n} if n else {}
+        return _construct(SyntheticVideoDataset, d.options, split=split, num_frames=t, size=size, **sizes)
+
+    return make("train", d.train_size), make("val", d.val_size), None
+
+
+def digits_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
+    """scikit-learn's handwritten digits (`mvit.data.DigitsDataset`), no test views."""
+    from ..data import DigitsDataset
+
+    d, size = cfg.data, model_cfg.input_size[1]
     augmentation = _augmentation(cfg.augment.transform)
-    if d.dataset == "synthetic":
+    return (
+        _construct(DigitsDataset, d.options, split="train", size=size, **augmentation),
+        _construct(DigitsDataset, d.options, split="val", size=size),
+        None,
+    )
 
-        def make(split, n):
-            return _construct(
-                data.SyntheticVideoDataset,
-                d.options,
-                split=split,
-                num_frames=t,
-                size=size,
-                **({"num_samples": n} if n else {}),
-            )
 
-        return make("train", d.train_size), make("val", d.val_size), None
-    if d.dataset == "digits":
-        return (
-            _construct(data.DigitsDataset, d.options, split="train", size=size, **augmentation),
-            _construct(data.DigitsDataset, d.options, split="val", size=size),
-            None,
-        )
+def imagefolder_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
+    """`mvit.data.ImageFolderDataset` over ``root/train/<class>/*`` and ``root/val/<class>/*`` (no test views)."""
+    from ..data import ImageFolderDataset
+
+    d, size = cfg.data, model_cfg.input_size[1]
     root = _root(d.root, d.dataset)
-    if d.dataset == "imagefolder":
-        train = _construct(
-            data.ImageFolderDataset, d.options, root=root / "train", mode="train", crop_size=size, **augmentation
-        )
-        return (
-            train,
-            _construct(
-                data.ImageFolderDataset, d.options, root=root / "val", mode="val", crop_size=size, classes=train.classes
-            ),
-            None,
-        )  # the same class names, or an error naming them
+    augmentation = _augmentation(cfg.augment.transform)
+    train = _construct(ImageFolderDataset, d.options, root=root / "train", mode="train", crop_size=size, **augmentation)
+    val = _construct(
+        ImageFolderDataset, d.options, root=root / "val", mode="val", crop_size=size, classes=train.classes
+    )  # the same class names, or an error naming them
+    return train, val, None
+
+
+def video_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
+    """`mvit.data.VideoDataset` over ``root/train.csv`` and ``root/val.csv`` (paths relative to ``root``); the test
+    set is ``val.csv`` in multi-view ``"test"`` mode. The on-disk synthetic dataset written by
+    ``data_scripts/make_synthetic.py`` is such a folder."""
+    from ..data import VideoDataset
+
+    d, (t, size, _) = cfg.data, model_cfg.input_size
+    root = _root(d.root, d.dataset)
     annotations = {split: root / f"{split}.csv" for split in ("train", "val")}
     for path in annotations.values():
         if not path.is_file():
@@ -198,13 +215,23 @@ def build_datasets(cfg: TrainConfig, model_cfg: MViTConfig) -> tuple[Dataset, Op
         num_crops=d.num_crops,
         num_classes=model_cfg.num_classes,
     )  # labels are checked against the model's head
+    augmentation = _augmentation(cfg.augment.transform)
     return (
         _construct(
-            data.VideoDataset, d.options, annotation_file=annotations["train"], mode="train", **augmentation, **common
+            VideoDataset, d.options, annotation_file=annotations["train"], mode="train", **augmentation, **common
         ),
-        _construct(data.VideoDataset, d.options, annotation_file=annotations["val"], mode="val", **common),
-        _construct(data.VideoDataset, d.options, annotation_file=annotations["val"], mode="test", **common),
+        _construct(VideoDataset, d.options, annotation_file=annotations["val"], mode="val", **common),
+        _construct(VideoDataset, d.options, annotation_file=annotations["val"], mode="test", **common),
     )
+
+
+# The one list of dataset names: ``data.dataset`` is checked against these keys (and ``train --help`` lists them).
+DATASETS: dict[str, Callable[[TrainConfig, MViTConfig], Splits]] = {
+    "synthetic": synthetic_splits,
+    "video": video_splits,
+    "digits": digits_splits,
+    "imagefolder": imagefolder_splits,
+}
 
 
 def _construct(cls: type, options: dict, **engine_kwargs) -> Dataset:
