@@ -4,10 +4,12 @@ before any work, the traceback only with ``--debug``; JSON output without NaN.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ import torch
 from mvit import build_model
 from mvit.cli import EXIT_CONFIG, main
 from mvit.data import synthetic
-from mvit.engine.config import describe_keys
+from mvit.engine.config import TrainConfig, describe_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -50,8 +52,8 @@ def test_train_help_documents_every_option_and_config_key(capsys):
     text = capsys.readouterr().out
     for option in ("--config", "--output-dir", "key=value"):
         assert option in text
-    for key, _, _, comment in describe_keys():
-        assert key in text
+    for key, _, _, help_text in describe_keys():
+        assert key in text and help_text in text
     assert "k400_mvit_b_16x4" in text and "cpu_synthetic_mvit" in text
     for command, options in (
         ("eval", ("--checkpoint", "--source", "--splits", "--output")),
@@ -62,6 +64,14 @@ def test_train_help_documents_every_option_and_config_key(capsys):
             main([command, "--help"])
         text = capsys.readouterr().out
         assert all(option in text for option in options)
+
+
+def test_every_config_key_has_help_in_its_field_metadata():
+    sections = typing.get_type_hints(TrainConfig).values()
+    keys = [f for section in sections for f in dataclasses.fields(section)]
+    assert len(sections) == 5 and len(keys) == len(describe_keys())
+    for f in keys:
+        assert isinstance(f.metadata.get("help"), str) and f.metadata["help"].strip(), f.name
 
 
 def test_bad_key_fails_before_training_with_exit_code_2(tmp_path, capsys):

@@ -22,7 +22,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Callable, Literal, Optional, Union
 
 import yaml
 
@@ -35,15 +35,25 @@ class ConfigError(ValueError):
     checkpoint, an output folder in use, a full disk)."""
 
 
+def key(default: Any, help: str, choices: Optional[Callable[[], list]] = None) -> Any:
+    """A config key: a dataclass field with its default and its ``train --help`` text in the field's metadata
+    (``choices``: a function returning the valid values, for a list kept elsewhere)."""
+    metadata = {"help": help} if choices is None else {"help": help, "choices": choices}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class ModelSection:
     """Which model to build and where its initial weights come from."""
 
-    name: str = "mvit_b_16x4"  # a preset of mvit.list_models()
-    config: dict = field(default_factory=dict)  # MViTConfig fields overriding the preset
-    pretrained: Optional[str] = None  # checkpoint to start from (fine-tuning); None = random init
-    pretrained_source: Literal["auto", "mvit", "torchvision", "pyslowfast", "pytorchvideo"] = "auto"  # its layout
-    # (auto: detected from the key names, see mvit.convert)
+    name: str = key("mvit_b_16x4", "a preset of mvit.list_models()")
+    config: dict = key({}, "MViTConfig fields overriding the preset")
+    pretrained: Optional[str] = key(None, "checkpoint to start from (fine-tuning); None = random init")
+    pretrained_source: Literal["auto", "mvit", "torchvision", "pyslowfast", "pytorchvideo"] = key(
+        "auto", "its layout (auto: detected from the key names, see mvit.convert)"
+    )
 
 
 def _dataset_names() -> list[str]:
@@ -57,32 +67,34 @@ def _dataset_names() -> list[str]:
 class DataSection:
     """The dataset. Clip length and crop size come from ``model.config.input_size``."""
 
-    dataset: str = field(default="video", metadata={"choices": _dataset_names})  # a key of mvit.engine.inputs.DATASETS
-    root: Optional[str] = None  # folder of the dataset (video: holds train.csv and val.csv)
-    sampling_rate: int = 4  # tau: frame stride of a clip
-    num_clips: int = 5  # multi-view testing: clips uniformly spaced in time ...
-    num_crops: int = 1  # ... times spatial crops (views = num_clips * num_crops)
-    train_size: Optional[int] = None  # synthetic: clips to generate; None = the dataset's default
-    val_size: Optional[int] = None  # synthetic: validation clips; None = the dataset's default
-    batch_size: int = 4  # clips per process per forward pass
-    eval_batch_size: Optional[int] = None  # None = batch_size
-    num_workers: int = 4  # loader processes per training process
-    shuffle: bool = True  # shuffle the training order each epoch (deterministic from run.seed and the epoch)
-    options: dict = field(default_factory=dict)  # further keyword arguments of the dataset class
+    dataset: str = key("video", "a key of mvit.engine.inputs.DATASETS", choices=_dataset_names)
+    root: Optional[str] = key(None, "folder of the dataset (video: holds train.csv and val.csv)")
+    sampling_rate: int = key(4, "tau: frame stride of a clip")
+    num_clips: int = key(5, "multi-view testing: clips uniformly spaced in time ...")
+    num_crops: int = key(1, "... times spatial crops (views = num_clips * num_crops)")
+    train_size: Optional[int] = key(None, "synthetic: clips to generate; None = the dataset's default")
+    val_size: Optional[int] = key(None, "synthetic: validation clips; None = the dataset's default")
+    batch_size: int = key(4, "clips per process per forward pass")
+    eval_batch_size: Optional[int] = key(None, "None = batch_size")
+    num_workers: int = key(4, "loader processes per training process")
+    shuffle: bool = key(True, "shuffle the training order each epoch (deterministic from run.seed and the epoch)")
+    options: dict = key({}, "further keyword arguments of the dataset class")
 
 
 @dataclass
 class AugmentSection:
     """Batch-level augmentation and targets (paper Appendix D)."""
 
-    mixup_alpha: float = 0.8  # Mixup on half the batch ...
-    cutmix_alpha: float = 1.0  # ... CutMix on the other half (0 and 0 turn both off)
-    switch_prob: float = 0.5  # share of the batch mixed by CutMix rather than Mixup
-    label_smoothing: float = 0.1  # target 1 - eps + eps/K on the label, eps/K elsewhere
-    repeat_aug: int = 2  # repeated augmentation: copies of each clip per epoch
-    transform: Union[Literal["default", "none"], dict] = "default"  # per-clip training augmentation:
-    # "default": the dataset's own (the paper's for videos, DeiT's for ImageNet, none for digits);
-    # "none"; or fields of mvit.data.Augmentation, e.g. {flip: false}
+    mixup_alpha: float = key(0.8, "Mixup on half the batch ...")
+    cutmix_alpha: float = key(1.0, "... CutMix on the other half (0 and 0 turn both off)")
+    switch_prob: float = key(0.5, "share of the batch mixed by CutMix rather than Mixup")
+    label_smoothing: float = key(0.1, "target 1 - eps + eps/K on the label, eps/K elsewhere")
+    repeat_aug: int = key(2, "repeated augmentation: copies of each clip per epoch")
+    transform: Union[Literal["default", "none"], dict] = key(
+        "default",
+        "per-clip training augmentation: \"default\": the dataset's own (the paper's for videos, DeiT's for "
+        'ImageNet, none for digits); "none"; or fields of mvit.data.Augmentation, e.g. {flip: false}',
+    )
 
 
 @dataclass
@@ -90,38 +102,41 @@ class OptimSection:
     """The optimiser (AdamW from scratch; SGD for the paper's SSv2 fine-tuning) and its per-iteration
     linear warmup and half-period cosine schedule."""
 
-    name: Literal["adamw", "sgd"] = "adamw"  # the optimiser
-    lr: float = 1.6e-3  # peak learning rate for a global batch of lr_reference_batch
-    lr_reference_batch: int = 512  # the lr is scaled linearly by global_batch / lr_reference_batch
-    final_lr_ratio: float = 0.01  # cosine ends at lr * final_lr_ratio (1.6e-5 for K400)
-    warmup_start_ratio: float = 0.01  # warmup starts at lr * warmup_start_ratio
-    warmup_epochs: float = 30.0
-    epochs: int = 200
-    weight_decay: float = 0.05  # not applied to model.no_weight_decay() parameters
-    betas: tuple[float, float] = (0.9, 0.999)  # AdamW
-    eps: float = 1e-8  # AdamW
-    momentum: float = 0.9  # SGD (Nesterov off)
-    clip_grad_norm: Optional[float] = 1.0  # L2 norm; None turns clipping off
-    accum_steps: int = 1  # micro-batches accumulated per optimizer step
+    name: Literal["adamw", "sgd"] = key("adamw", "the optimiser")
+    lr: float = key(1.6e-3, "peak learning rate for a global batch of lr_reference_batch")
+    lr_reference_batch: int = key(512, "the lr is scaled linearly by global_batch / lr_reference_batch")
+    final_lr_ratio: float = key(0.01, "cosine ends at lr * final_lr_ratio (1.6e-5 for K400)")
+    warmup_start_ratio: float = key(0.01, "warmup starts at lr * warmup_start_ratio")
+    warmup_epochs: float = key(30.0, "epochs of linear warmup (updated every iteration) before the cosine")
+    epochs: int = key(200, "training epochs")
+    weight_decay: float = key(0.05, "not applied to model.no_weight_decay() parameters")
+    betas: tuple[float, float] = key((0.9, 0.999), "AdamW")
+    eps: float = key(1e-8, "AdamW")
+    momentum: float = key(0.9, "SGD (Nesterov off)")
+    clip_grad_norm: Optional[float] = key(1.0, "L2 norm; None turns clipping off")
+    accum_steps: int = key(1, "micro-batches accumulated per optimizer step")
 
 
 @dataclass
 class RunSection:
     """Where and how the run executes."""
 
-    output_dir: Optional[str] = None  # checkpoints, logs, config; the command line's --output-dir
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast dtype; fp16 adds a grad scaler (CUDA)
-    compile: bool = False  # torch.compile the model
-    fused_ops: Union[Literal["auto"], bool] = "auto"  # train with mvit.fused's modules (same function and
-    # weights, less memory, faster backward on the CPU): true, false, or auto (true when training on the CPU)
-    checkpoint_every_steps: int = 0  # also checkpoint every N optimizer steps (0: each epoch only)
-    eval_every_epochs: int = 1  # clip-level validation (0: never during training)
-    multi_view_eval: bool = True  # video-level multi-view test after the last epoch
-    log_every_steps: int = 10  # optimizer steps between JSON-lines records
-    progress: bool = True  # tqdm bar on rank 0
-    tensorboard: bool = False  # needs the tensorboard package
+    output_dir: Optional[str] = key(None, "checkpoints, logs, config; the command line's --output-dir")
+    seed: int = key(0, "seeds the initial weights, the sample order, every sample's augmentation, dropout and Mixup")
+    device: Literal["auto", "cpu", "cuda"] = key("auto", "auto: cuda when available")
+    precision: Literal["fp32", "bf16", "fp16"] = key("fp32", "autocast dtype; fp16 adds a grad scaler (CUDA)")
+    compile: bool = key(False, "torch.compile the model")
+    fused_ops: Union[Literal["auto"], bool] = key(
+        "auto",
+        "train with mvit.fused's modules (same function and weights, less memory, faster backward on the CPU): "
+        "true, false, or auto (true when training on the CPU)",
+    )
+    checkpoint_every_steps: int = key(0, "also checkpoint every N optimizer steps (0: each epoch only)")
+    eval_every_epochs: int = key(1, "clip-level validation (0: never during training)")
+    multi_view_eval: bool = key(True, "video-level multi-view test after the last epoch")
+    log_every_steps: int = key(10, "optimizer steps between JSON-lines records")
+    progress: bool = key(True, "tqdm bar on rank 0")
+    tensorboard: bool = key(False, "needs the tensorboard package")
 
 
 @dataclass
@@ -307,30 +322,16 @@ def type_name(hint: Any) -> str:
 
 
 def describe_keys() -> list[tuple[str, str, Any, str]]:
-    """``(dotted key, type, default, comment)`` for every key of `TrainConfig`; the comments are the ones
-    beside the fields in this file."""
-    import inspect
-    import re
-
+    """``(dotted key, type, default, help)`` for every key of `TrainConfig`, the help from the field's metadata."""
     rows = []
     for section in dataclasses.fields(TrainConfig):
         cls = typing.get_type_hints(TrainConfig)[section.name]
-        comments, field_name = {}, None
-        for line in inspect.getsource(cls).splitlines():  # "name: type = default  # comment", then "# more"
-            match = re.match(r"\s+(\w+): [^#]*(?:#\s*(.*))?$", line)
-            if match:
-                field_name = match.group(1)
-                comments[field_name] = match.group(2) or ""
-            elif field_name and re.match(r"\s+#", line):
-                comments[field_name] += " " + line.strip().lstrip("#").strip()
-            else:
-                field_name = None
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
             choices = _choices(f)
             kind = type_name(hints[f.name] if choices is None else Literal[tuple(choices)])
-            rows.append((f"{section.name}.{f.name}", kind, default, comments.get(f.name, "").strip()))
+            rows.append((f"{section.name}.{f.name}", kind, default, f.metadata["help"]))
     return rows
 
 
