@@ -14,7 +14,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import AttentionMap
 from .blocks import MultiScaleBlock
-from .configs import MViTConfig, Triple, block_schedule, get_config
+from .configs import MViTConfig, Triple, block_schedule, conv_output_size, get_config, pool_padding
 
 
 class PositionalEmbedding(nn.Module):
@@ -140,6 +140,24 @@ class MViT(nn.Module):
                 if attention_map is not None:
                     maps.append(attention_map)
         return self.norm(x), maps
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's tokens after the final norm put back on their space-time grid, class token
+        dropped: ``(B, C, T, H, W)`` -> ``(B, C', T', H', W')``. App. D.2's input to the detection head
+        (`mvit.detection`)."""
+        thw = conv_output_size(
+            tuple(self._check_input(x).shape[-3:]),
+            self.config.patch_kernel,
+            self.config.patch_stride,
+            self.config.patch_padding,
+        )
+        for spec in self.schedule:
+            if spec.q_kernel is not None:
+                thw = conv_output_size(thw, spec.q_kernel, spec.q_stride, pool_padding(spec.q_kernel))
+        tokens, _ = self.forward_features(x)
+        if self.cls_token is not None:
+            tokens = tokens[:, 1:]
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *thw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, _ = self.forward_features(x)
