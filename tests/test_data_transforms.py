@@ -18,8 +18,9 @@ def test_train_transform_shape_and_identical_frames():
     torch.manual_seed(0)
     transform = TrainTransform(32, Augmentation(randaug_prob=1.0, erase_prob=0.0))
     for _ in range(10):  # every frame gets the same crop, flip and RandAugment operations
-        clip = transform(still_clip())
-        assert clip.shape == (3, 4, 32, 32) and clip.dtype == torch.float32
+        views = transform(still_clip())
+        assert views.shape == (1, 3, 4, 32, 32) and views.dtype == torch.float32  # one view, the eval rank
+        clip = views[0]
         for t in range(1, 4):
             torch.testing.assert_close(clip[:, t], clip[:, 0])
 
@@ -27,10 +28,10 @@ def test_train_transform_shape_and_identical_frames():
 def test_random_erasing_erases_the_same_box_in_every_frame():
     torch.manual_seed(0)
     transform = TrainTransform(32, Augmentation(randaug_layers=0, erase_prob=1.0))
-    clip = transform(still_clip())
+    clip = transform(still_clip())[0]
     reference = TrainTransform(32, Augmentation(randaug_layers=0, erase_prob=0.0))
     torch.manual_seed(0)
-    plain = reference(still_clip())
+    plain = reference(still_clip())[0]
     erased = (clip != plain).any(dim=0)  # (T, H, W)
     assert erased.any() and (erased == erased[0]).all()
 
@@ -48,8 +49,8 @@ def test_flip_can_be_switched_off():
     ramp = np.tile(np.arange(64, dtype=np.uint8)[None, None, :, None] * 4, (2, 64, 1, 3))  # brighter to the right
     no_crop = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), randaug_layers=0, erase_prob=0.0)
     torch.manual_seed(0)
-    flipping = [TrainTransform(64, Augmentation(flip=True, **no_crop))(ramp) for _ in range(20)]
-    fixed = [TrainTransform(64, Augmentation(flip=False, **no_crop))(ramp) for _ in range(20)]
+    flipping = [TrainTransform(64, Augmentation(flip=True, **no_crop))(ramp)[0] for _ in range(20)]
+    fixed = [TrainTransform(64, Augmentation(flip=False, **no_crop))(ramp)[0] for _ in range(20)]
     rising = [bool(c[0, 0, 0, -1] > c[0, 0, 0, 0]) for c in flipping]
     assert 0 < sum(rising) < 20  # some flipped, some not
     assert all(c[0, 0, 0, -1] > c[0, 0, 0, 0] for c in fixed)
@@ -60,6 +61,13 @@ def test_random_resized_crop_changes_scale():
     clip = still_clip(2, 64, 64)
     outputs = [TrainTransform(32, Augmentation(randaug_layers=0, erase_prob=0.0, flip=False))(clip) for _ in range(5)]
     assert len({round(float(o.std()), 4) for o in outputs}) > 1
+
+
+def test_train_and_eval_transforms_return_views_of_the_same_rank():
+    frames = still_clip(2, 48, 96)
+    train = TrainTransform(32, Augmentation(randaug_layers=0, erase_prob=0.0))(frames)
+    shapes = [train.shape] + [EvalTransform(32, num_crops=n)(frames).shape for n in (1, 3)]
+    assert shapes == [(1, 3, 2, 32, 32), (1, 3, 2, 32, 32), (3, 3, 2, 32, 32)]
 
 
 def test_three_crops_cover_the_long_side():

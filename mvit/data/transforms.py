@@ -1,11 +1,13 @@
 """Spatial transforms of a clip, identical for every frame (paper Appendix D).
 
-A clip enters as uint8 frames ``(T, H, W, 3)`` (what the decoders return) and leaves as a float tensor
-``(3, T, crop, crop)``, normalised. Training applies, with the same random parameters to every frame:
-an Inception-style random resized crop, a horizontal flip, RandAugment, normalisation, then Random
-Erasing. Testing resizes the short side and takes one centre crop or three crops along the long side.
-torchvision's ``transforms.v2`` does each step: given a ``(T, 3, H, W)`` tensor it draws its random
-parameters once and applies them to all ``T`` frames.
+A clip enters as uint8 frames ``(T, H, W, 3)`` (what the decoders return) and leaves as float views
+``(V, 3, T, crop, crop)``, normalised: both transforms return this rank, V = 1 for training and the number
+of crops for testing, so a consumer indexes or concatenates views without looking at the rank.
+Training applies, with the same random parameters to every frame: an Inception-style random resized
+crop, a horizontal flip, RandAugment, normalisation, then Random Erasing. Testing resizes the short
+side and takes one centre crop or three crops along the long side. torchvision's ``transforms.v2`` does
+each step: given a ``(T, 3, H, W)`` tensor it draws its random parameters once and applies them to all
+``T`` frames.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def normalize(frames: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
 
 
 class TrainTransform:
-    """uint8 frames ``(T, H, W, 3)`` -> float clip ``(3, T, crop_size, crop_size)``, augmented."""
+    """uint8 frames ``(T, H, W, 3)`` -> float views ``(1, 3, T, crop_size, crop_size)``: one augmented view."""
 
     def __init__(
         self,
@@ -98,7 +100,7 @@ class TrainTransform:
         clip = normalize(self.geometric(frames_to_tensor(frames)), self.mean, self.std)
         if self.erase is not None:
             clip = self.erase(clip)
-        return clip.permute(1, 0, 2, 3).contiguous()
+        return clip.permute(1, 0, 2, 3).unsqueeze(0).contiguous()
 
 
 class EvalTransform:
@@ -161,5 +163,4 @@ class ImageTransform:
             self.clip_transform = EvalTransform(crop_size, 1, short_side, IMAGENET_MEAN, IMAGENET_STD)
 
     def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        out = self.clip_transform(frames)  # (3, 1, c, c) or (1, 3, 1, c, c)
-        return out[:, 0] if out.ndim == 4 else out[0, :, 0]
+        return self.clip_transform(frames)[0, :, 0]  # the one view (1, 3, 1, c, c) -> (3, c, c)

@@ -118,8 +118,6 @@ class VideoDataset(FileDataset):
         with open_video(self.root / path, self.backend) as video:
             clips = self.clip_indices(len(video))
             frames = video.get_frames(np.concatenate(clips))  # one decoding pass for all clips
-        # each view: (3, T, c, c) from TrainTransform or (crops, 3, T, c, c) from EvalTransform
-        views = [self.transform(chunk) for chunk in np.split(frames, len(clips))]
-        if self.mode == "test":
-            return torch.cat(views), label
-        return (views[0] if views[0].ndim == 4 else views[0][0]), label
+        # per clip, the transform's views (1 or crops, 3, T, c, c); train and val take one clip and one crop
+        views = torch.cat([self.transform(chunk) for chunk in np.split(frames, len(clips))])
+        return (views if self.mode == "test" else views[0]), label
