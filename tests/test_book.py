@@ -135,3 +135,44 @@ def test_no_source_points_to_numbers_printed_above(name):
         for m in BACK_REFERENCE.finditer(text)
     ]
     assert not found, f"{path.name} says 'printed above'; put the number there instead:\n" + "\n".join(found)
+
+
+def test_reference_labels_are_author_year_and_distinct():
+    """The reference list's labels are the citations' author-year text (book/_ext/author_year_labels.py): the two
+    Goyal et al. 2017 papers get 2017a and 2017b, and "Dollár" comes out as written, not as "Dollar" or LaTeX."""
+    import importlib.util
+
+    import pybtex.plugin
+    from pybtex.database import parse_file
+
+    spec = importlib.util.spec_from_file_location("author_year_labels", BOOK / "_ext" / "author_year_labels.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))  # registers the pybtex styles
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    assert config["bibtex_default_style"] == "author_year" and config["bibtex_reference_style"] == "author_year_label"
+
+    bib = parse_file(BOOK / "references.bib")
+    style = pybtex.plugin.find_plugin("pybtex.style.formatting", config["bibtex_default_style"])()
+    formatted = {entry.key: entry for entry in style.format_entries(bib.entries.values())}
+    labels = [entry.label for entry in formatted.values()]
+    assert len(labels) == len(set(labels)), f"two entries share a label: {sorted(labels)}"
+    assert formatted["goyal2017accurate"].label == "Goyal et al., 2017a"
+    assert formatted["goyal2017something"].label == "Goyal et al., 2017b"
+    assert formatted["loshchilov2019decoupled"].label == "Loshchilov and Hutter, 2019"
+    assert formatted["feichtenhofer2020x3d"].label == "Feichtenhofer, 2020"
+    assert "Piotr Dollár" in formatted["goyal2017accurate"].text.render_as("text")
+    for key in ("li2022mvitv2", "sigurdsson2016hollywood", "gu2018ava"):
+        assert key in formatted, f"{key} is missing from references.bib"
+    assert formatted["li2022mvitv2"].label == "Li et al., 2022"
+
+
+def test_chapters_are_numbered_and_the_intro_links_each_one():
+    """Chapters (the notebooks) are numbered, with their exercises and figures numbered per chapter; the intro's
+    chapter map links every chapter, in the order of the table of contents."""
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    numbered = [entry["file"] for part in toc["parts"] if part.get("numbered") for entry in part["chapters"]]
+    assert numbered == [p.stem for p in NOTEBOOKS], "every notebook, and only notebooks, in the numbered part"
+    assert yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]["numfig_secnum_depth"] == 1
+    intro = (BOOK / "intro.md").read_text()
+    chapter_map = intro[intro.index("## Chapter map") :]
+    linked = re.findall(r"^\d+\. \{doc\}`[^`<]*<([^>]+)>`", chapter_map, re.MULTILINE)
+    assert linked == numbered, f"the intro's chapter map links {linked}; the table of contents lists {numbered}"
