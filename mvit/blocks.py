@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import AttentionMap, MultiScaleAttention
-from .configs import BlockSpec, MViTConfig, Triple
+from .configs import BlockSpec, Triple
 from .pooling import Pool
 
 
@@ -54,16 +54,15 @@ class MLP(nn.Module):
 
 
 class MultiScaleBlock(nn.Module):
-    """One block of the block schedule (see `mvit.configs.block_schedule`).
+    """One block of the block schedule, built from its `BlockSpec` alone (see `mvit.configs.block_schedule`).
 
     Shapes: ``x: (B, has_cls + prod(in_thw), dim_in)`` -> ``(B, has_cls + prod(out_thw), dim_out)``.
     """
 
-    def __init__(self, spec: BlockSpec, cfg: MViTConfig) -> None:
+    def __init__(self, spec: BlockSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.stage_skip = cfg.stage_skip
-        self.norm1 = nn.LayerNorm(spec.dim_in, eps=cfg.norm_eps)
+        self.norm1 = nn.LayerNorm(spec.dim_in, eps=spec.norm_eps)
         self.attn = MultiScaleAttention(
             spec.dim_in,
             spec.num_heads,
@@ -71,21 +70,21 @@ class MultiScaleBlock(nn.Module):
             spec.q_stride,
             spec.kv_kernel,
             spec.kv_stride,
-            pool_mode=cfg.pool_mode,
-            qkv_bias=cfg.qkv_bias,
-            has_cls=cfg.cls_token,
-            norm_eps=cfg.pool_norm_eps,
+            pool_mode=spec.pool_mode,
+            qkv_bias=spec.qkv_bias,
+            has_cls=spec.has_cls,
+            norm_eps=spec.pool_norm_eps,
         )
         self.pool_skip = (
-            Pool("max", spec.dim_in, spec.skip_kernel, spec.q_stride, has_cls=cfg.cls_token)
+            Pool("max", spec.dim_in, spec.skip_kernel, spec.q_stride, has_cls=spec.has_cls)
             if spec.skip_kernel is not None
             else None
         )
         self.drop_path = DropPath(spec.drop_path)
-        self.norm2 = nn.LayerNorm(spec.dim_in, eps=cfg.norm_eps)
-        self.mlp = MLP(spec.dim_in, int(spec.dim_in * cfg.mlp_ratio), spec.dim_out)
+        self.norm2 = nn.LayerNorm(spec.dim_in, eps=spec.norm_eps)
+        self.mlp = MLP(spec.dim_in, spec.mlp_hidden, spec.dim_out)
         self.proj = (
-            nn.Linear(spec.dim_in, spec.dim_out) if spec.dim_in != spec.dim_out and cfg.stage_skip != "none" else None
+            nn.Linear(spec.dim_in, spec.dim_out) if spec.dim_in != spec.dim_out and spec.stage_skip != "none" else None
         )
 
     def forward(
@@ -109,4 +108,4 @@ class MultiScaleBlock(nn.Module):
             return x
         if self.proj is None:
             return 0.0
-        return self.proj(x_norm if self.stage_skip == "norm_linear" else x)
+        return self.proj(x_norm if self.spec.stage_skip == "norm_linear" else x)

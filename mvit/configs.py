@@ -98,7 +98,9 @@ class MViTConfig:
 
 @dataclass(frozen=True)
 class BlockSpec:
-    """The settings of one multiscale block, as computed by `block_schedule`."""
+    """Everything that makes one multiscale block, as computed by `block_schedule`: its widths, grids,
+    pooling kernels and strides, and the model-wide choices it applies (norms, pooling mode, skip
+    variant), so that `mvit.blocks.MultiScaleBlock` is built from this one value."""
 
     index: int
     stage: int
@@ -112,6 +114,13 @@ class BlockSpec:
     in_thw: Triple  # token grid entering the block
     out_thw: Triple  # token grid of the queries, i.e. leaving the block
     kv_thw: Triple  # token grid of the pooled keys and values
+    mlp_hidden: int  # the MLP's hidden width (mlp_ratio * dim_in)
+    pool_mode: str  # "conv", "max" or "avg" (Table 15)
+    qkv_bias: bool
+    has_cls: bool  # a class token precedes the grid's tokens
+    stage_skip: str  # the skip path at a stage transition (Table A.1)
+    norm_eps: float  # the two LayerNorms
+    pool_norm_eps: float  # the LayerNorm after each conv pooling
     drop_path: float = 0.0
     skip_kernel: Optional[Triple] = field(default=None)  # max-pool kernel of the pooled residual
 
@@ -188,6 +197,13 @@ def block_schedule(cfg: MViTConfig) -> list[BlockSpec]:
                     in_thw=thw,
                     out_thw=out_thw,
                     kv_thw=kv_thw,
+                    mlp_hidden=int(dim * cfg.mlp_ratio),
+                    pool_mode=cfg.pool_mode,
+                    qkv_bias=cfg.qkv_bias,
+                    has_cls=cfg.cls_token,
+                    stage_skip=cfg.stage_skip,
+                    norm_eps=cfg.norm_eps,
+                    pool_norm_eps=cfg.pool_norm_eps,
                     drop_path=cfg.drop_path * index / max(depth - 1, 1),
                     skip_kernel=skip_kernel,  # type: ignore[arg-type]
                 )

@@ -192,7 +192,7 @@ class FusedMultiScaleBlock(MultiScaleBlock):
             q = q.contiguous()
         y, out_thw, attention_map = attn.attend(q, k, v, thw, return_attention)
         x = self.residual(x, thw) + self.drop_path(y)
-        if self.proj is not None and self.stage_skip == "norm_linear":
+        if self.proj is not None and self.spec.stage_skip == "norm_linear":
             x_norm = self.norm2(x)  # read by the MLP and the skip projection: normalise once
             hidden = mlp.fc1(x_norm)
         else:

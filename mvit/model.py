@@ -87,7 +87,7 @@ class MViT(nn.Module):
         )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim)) if cfg.cls_token else None
         self.pos_embed = PositionalEmbedding(cfg.pos_embed, cfg.embed_dim, cfg.patch_grid, cfg.cls_token)
-        self.blocks = nn.ModuleList(MultiScaleBlock(spec, cfg) for spec in self.schedule)
+        self.blocks = nn.ModuleList(MultiScaleBlock(spec) for spec in self.schedule)
         dim = self.schedule[-1].dim_out
         self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.head_drop = nn.Dropout(cfg.dropout)

@@ -127,7 +127,7 @@ def test_fused_modules_keep_fewer_tensors_for_backward():
     torch.manual_seed(0)
     cfg = mvit.get_config("mvit_tiny")
     spec = next(s for s in mvit.block_schedule(cfg) if s.dim_in == s.dim_out)
-    block = MultiScaleBlock(spec, cfg).eval()
+    block = MultiScaleBlock(spec).eval()
     t, h, w = spec.in_thw
     x = torch.randn(2, 1 + t * h * w, spec.dim_in, requires_grad=True)
     plain = saved_bytes(lambda m, t: m(t, spec.in_thw), block, x)

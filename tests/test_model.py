@@ -51,6 +51,15 @@ def test_fused_attention_equals_the_explicit_path_and_maps_live_on_the_schedule_
 # ---------------------------------------------------------------- skip variants (Table A.1)
 
 
+def test_a_block_is_built_from_its_spec_alone():
+    cfg = get_config("mvit_tiny", mlp_ratio=2.0, qkv_bias=False, norm_eps=1e-5, pool_mode="avg")
+    for spec in block_schedule(cfg):
+        block = MultiScaleBlock(spec)
+        assert block.mlp.fc1.out_features == spec.mlp_hidden == int(2.0 * spec.dim_in)
+        assert block.attn.qkv.bias is None and block.norm1.eps == block.norm2.eps == 1e-5
+        assert (spec.pool_mode, spec.has_cls, spec.stage_skip) == ("avg", cfg.cls_token, cfg.stage_skip)
+
+
 @pytest.mark.parametrize("variant", ["norm_linear", "linear", "none"])
 def test_stage_transition_skip_variants(variant):
     """Block 0 of mvit_tiny widens 32 -> 64 channels; check its output against the formula of each variant."""
@@ -58,7 +67,7 @@ def test_stage_transition_skip_variants(variant):
     spec = block_schedule(cfg)[0]
     assert (spec.dim_in, spec.dim_out) == (32, 64) and spec.q_kernel is None
     torch.manual_seed(0)
-    block = MultiScaleBlock(spec, cfg).eval()
+    block = MultiScaleBlock(spec).eval()
     assert (block.proj is None) == (variant == "none")
     if block.proj is not None:
         assert block.proj.weight.shape == (64, 32)
