@@ -27,6 +27,7 @@ from . import convert
 from .data.failures import TooManyFailures
 from .engine.config import ConfigError, describe_keys, list_recipes, load_config
 from .engine.log import json_safe
+from .engine.tasks import get_task
 
 EXIT_CONFIG = 2  # a bad config or argument (argparse uses 2 as well)
 EXIT_NON_FINITE = 3  # the loss became NaN or infinite
@@ -91,10 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser(
         "eval",
         parents=[common],
-        help="evaluate a checkpoint: clip-level and video-level (multi-view) accuracy",
+        help="evaluate a checkpoint: clip-level and video-level (multi-view) scores with the task's metric",
         description="Evaluate weights on the recipe's validation data: 'val' is clip-level "
-        "(one centre clip per video), 'test' video-level (data.num_clips x data.num_crops views, "
-        "softmax scores averaged). Prints top-1/top-5 as JSON.",
+        "(one centre clip per video), 'test' video-level (data.num_clips x data.num_crops views). "
+        "The metric is the recipe's model.task's: top-1/top-5 for classification (softmax scores of the "
+        "views averaged), mAP for multilabel (sigmoid scores max-pooled over the views). Prints JSON: "
+        "the task, its metric and, per split, the metric first, then the other numbers.",
         formatter_class=fmt,
     )
     ev.add_argument("--config", required=True, metavar="RECIPE_OR_FILE", help="recipe name or YAML file")
@@ -256,7 +259,8 @@ def _train(args: argparse.Namespace) -> int:
     last = history["epochs"][-1] if history["epochs"] else {}
     summary = {k: v for k, v in last.items() if isinstance(v, (int, float))}
     if history["test"]:
-        summary.update({f"test_{k}": history["test"][k] for k in ("top1", "top5", "num_samples")})
+        keys = (*get_task(cfg.model.task).summary_keys, "num_samples")
+        summary.update({f"test_{k}": history["test"][k] for k in keys})
     if _is_main_process():
         print(_json(summary))
     return 0
@@ -275,7 +279,11 @@ def _eval(args: argparse.Namespace) -> int:
     results = evaluate_checkpoint(cfg, args.checkpoint, source=args.source, splits=splits)
     if not _is_main_process():  # under torchrun every process holds the same summed results
         return 0
-    brief = {split: {k: v for k, v in r.items() if isinstance(v, (int, float))} for split, r in results.items()}
+    task = get_task(cfg.model.task)
+    brief: dict = {"task": task.name, "metric": task.metric}
+    for split, r in results.items():
+        numbers = {k: v for k, v in r.items() if isinstance(v, (int, float))}
+        brief[split] = {task.metric: numbers.pop(task.metric), **numbers}  # the task's headline number first
     print(_json(brief, indent=1))
     if args.output:
         _write_atomically(args.output, lambda tmp: tmp.write_text(_json(results, indent=1) + "\n"))

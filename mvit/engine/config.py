@@ -44,6 +44,13 @@ def key(default: Any, help: str, choices: Optional[Callable[[], list]] = None) -
     return field(default=default, metadata=metadata)
 
 
+def _task_names() -> list[str]:
+    """The keys of `mvit.engine.tasks.TASKS` (imported here, late: that module imports this one)."""
+    from .tasks import TASKS
+
+    return list(TASKS)
+
+
 @dataclass
 class ModelSection:
     """Which model to build and where its initial weights come from."""
@@ -53,6 +60,12 @@ class ModelSection:
     pretrained: Optional[str] = key(None, "checkpoint to start from (fine-tuning); None = random init")
     pretrained_source: Literal["auto", "mvit", "torchvision", "pyslowfast", "pytorchvideo"] = key(
         "auto", "its layout (auto: detected from the key names, see mvit.convert)"
+    )
+    task: str = key(
+        "classification",
+        "what the head learns and how it is scored, a key of mvit.engine.tasks.TASKS: classification (softmax, "
+        "top-1/top-5) or multilabel (per-class sigmoid, mAP)",
+        choices=_task_names,
     )
 
 
@@ -488,6 +501,9 @@ def _check_values(cfg: TrainConfig) -> None:
     for key, (value, interval) in ranges.items():
         if not (0.0 <= value <= 1.0 if interval == "[0, 1]" else 0.0 <= value < 1.0):
             raise ConfigError(f"config key {key!r} must lie in {interval}, got {value}")
+    from .tasks import get_task
+
+    get_task(cfg.model.task).check(cfg)  # settings the task cannot honour (e.g. Mixup for multilabel)
     if o.warmup_epochs >= o.epochs and o.warmup_epochs > 0:
         raise ConfigError(
             f"optim.warmup_epochs={o.warmup_epochs} must be shorter than "

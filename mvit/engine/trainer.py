@@ -1,8 +1,10 @@
 """`train`: the training loop of the paper's recipe, the same code on a laptop CPU and on many GPUs.
 
 One optimizer step:
-  for each of ``accum_steps`` micro-batches: Mixup/CutMix (or label smoothing) -> forward under
-  autocast -> soft-target cross-entropy -> backward (DDP syncs gradients on the last micro-batch only);
+  for each of ``accum_steps`` micro-batches: the task's batch transform (Mixup/CutMix and label smoothing
+  for classification) -> forward under autocast -> the task's loss (soft-target cross-entropy; per-class
+  binary cross-entropy for multilabel, see `mvit.engine.tasks`) -> backward (DDP syncs gradients on the
+  last micro-batch only);
   then: check the loss is finite on every process -> set the step's learning rate -> clip the gradient
   norm -> AdamW step (through the grad scaler for fp16).
 Around it: checkpoints every N steps and every epoch, resume from ``output_dir/checkpoint.pt``,
@@ -36,7 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import MixupCutmix, RepeatAugSampler
+from ..data import RepeatAugSampler
 from ..fused import fuse
 from . import distributed
 from .checkpoint import CHECKPOINT_NAME, OutputDirLock, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -44,10 +46,10 @@ from .config import ConfigError, TrainConfig, save_config
 from .distributed import Context, autocast
 from .inputs import EpochOrder, SeededSamples, build_datasets, check_dataset, eval_loader
 from .log import MetricLog, environment, require_tensorboard
-from .loss import soft_target_cross_entropy
 from .metrics import evaluate
 from .network import build_model_from_config, load_pretrained
 from .optim import WarmupCosine, build_optimizer, scaled_lr, set_lr
+from .tasks import get_task
 
 
 class NonFiniteLossError(RuntimeError):
@@ -86,7 +88,9 @@ def train(
     """Train ``cfg.model`` with the recipe in `cfg`; resume if ``cfg.run.output_dir`` holds a checkpoint.
 
     Datasets come from ``cfg.data`` unless given: `train_set` and `val_set` yield ``(clip, label)``,
-    `test_set` ``(views (V, 3, T, H, W), label)`` for video-level testing (None: skipped).
+    `test_set` ``(views (V, 3, T, H, W), label)`` for video-level testing (None: skipped); the label is
+    what ``cfg.model.task`` expects (an int for classification, a multi-hot ``(K,)`` tensor for multilabel).
+    Validation records hold ``val_<metric>`` and the test record ``<metric>`` of the task (``top1``, ``mAP``).
     `on_step(model, info)` runs on every process after each optimizer step (``info``: epoch, step, loss, lr).
 
     Returns the history: ``{"steps": [per logged step], "epochs": [per epoch, with validation],
@@ -176,7 +180,8 @@ class _Run:
             start_lr=self.peak_lr * o.warmup_start_ratio,
             final_lr=self.peak_lr * o.final_lr_ratio,
         )
-        self.mix = _batch_mixer(cfg, self.num_classes)
+        self.task = get_task(cfg.model.task)
+        self.mix = self.task.batch_transform(cfg, self.num_classes)
 
         self.epoch, self.micro, self.step = 0, 0, 0  # epoch, micro-batches done in it, optimizer steps
         self.epoch_loss = [0.0, 0]  # sum and count of this epoch's step losses
@@ -252,22 +257,23 @@ class _Run:
         loss_sum = torch.zeros((), device=ctx.device)
         bad_inputs = torch.zeros((), device=ctx.device)  # micro-batches holding NaN/inf in this step
         tick, clips = time.perf_counter(), 0
-        for i, (x, y) in enumerate(self.loader):
+        for i, batch in enumerate(self.loader):
             if i >= remaining:
                 break
-            x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
-            bad_inputs += ~torch.isfinite(x.sum())  # NaN/inf in the clips (a sum: far cheaper than isfinite(x))
+            x, y = self.task.to_device(batch, ctx.device)
+            clip_batch = self.task.clips(x)
+            bad_inputs += ~torch.isfinite(clip_batch.sum())  # NaN/inf in the clips (a sum: far cheaper than isfinite)
             x, targets = self.mix(x, y)
             last = (self.micro + 1) % accum == 0
             sync = contextlib.nullcontext() if last or not ctx.distributed else self.net.no_sync()
             with sync:
                 with autocast(ctx.device, cfg.run.precision):
-                    logits = self.net(x)
-                loss = soft_target_cross_entropy(logits, targets)
+                    outputs = self.task.forward(self.net, x)
+                loss = self.task.loss(outputs, targets)
                 self.scaler.scale(loss / accum).backward()
             loss_sum += loss.detach()
             self.micro += 1
-            clips += x.shape[0] * ctx.world_size
+            clips += clip_batch.shape[0] * ctx.world_size
             if not last:
                 continue
             # per process: mean loss, stop request, bad inputs; summed over processes
@@ -401,6 +407,7 @@ class _Run:
             device=self.ctx.device,
             precision=self.cfg.run.precision,
             ctx=self.ctx,
+            task=self.task,
         )
 
     def _record(self, kind: str, **values) -> None:
@@ -542,19 +549,6 @@ def _train_loader(cfg: TrainConfig, dataset: Dataset, ctx: Context) -> tuple[Epo
     return order, loader
 
 
-def _batch_mixer(cfg: TrainConfig, num_classes: int) -> MixupCutmix:
-    """``(x, labels) -> (x, soft_targets (B, K))``: Mixup/CutMix with label smoothing (both alphas 0:
-    label smoothing only)."""
-    a = cfg.augment
-    return MixupCutmix(
-        num_classes,
-        mixup_alpha=a.mixup_alpha,
-        cutmix_alpha=a.cutmix_alpha,
-        label_smoothing=a.label_smoothing,
-        switch_prob=a.switch_prob,
-    )
-
-
 def _progress(cfg: TrainConfig, ctx: Context, epoch: int, total: int, initial: int):
     if not (cfg.run.progress and ctx.is_main):
         return None
@@ -632,8 +626,9 @@ def evaluate_checkpoint(
     PySlowFast / pytorchvideo weights, see `mvit.convert`) on the datasets of ``cfg.data``.
 
     ``"val"``: clip-level (one centre clip per video); ``"test"``: video-level multi-view
-    (``data.num_clips x data.num_crops`` views). Returns ``{split: evaluate(...) result}`` for the splits
-    the dataset has. Runs under torchrun too (each process takes a shard).
+    (``data.num_clips x data.num_crops`` views), both with the metric of ``cfg.model.task`` (each result's
+    ``metric`` names its key). Returns ``{split: evaluate(...) result}`` for the splits the dataset has.
+    Runs under torchrun too (each process takes a shard).
     """
     from .. import convert
 
@@ -655,6 +650,7 @@ def evaluate_checkpoint(
                 device=ctx.device,
                 precision=cfg.run.precision,
                 ctx=ctx,
+                task=cfg.model.task,
             )
         if not results:
             raise ConfigError(f"data.dataset={cfg.data.dataset!r} has none of the splits {list(splits)}")
