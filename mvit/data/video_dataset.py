@@ -80,10 +80,7 @@ class VideoDataset(FileDataset):
             raise FileNotFoundError(
                 f"video_root {self.root} is not a folder; point it at the folder the annotation paths are relative to"
             )
-        if annotation_file is None:
-            self.samples, self.classes = read_class_folders(self.root, VIDEO_EXTENSIONS, classes)
-        else:
-            self.samples, self.classes = read_annotation_file(annotation_file, num_classes), None
+        self.samples, self.classes = self._read_samples(annotation_file, num_classes, classes)
         self.num_classes = num_classes or (
             len(self.classes) if self.classes else 1 + max(label for _, label in self.samples)
         )
@@ -96,6 +93,15 @@ class VideoDataset(FileDataset):
         else:
             self.transform = EvalTransform(crop_size, self.num_crops, test_short_side, mean, std)
         self._init_failures(max_failures, replace=mode == "train")
+
+    def _read_samples(
+        self, annotation_file: str | os.PathLike | None, num_classes: int | None, classes: list[str] | None
+    ) -> tuple[list, list[str] | None]:
+        """``(samples [(relative path, label)], class names or None)``; a subclass with another annotation format
+        (`mvit.data.charades.CharadesDataset`) overrides it."""
+        if annotation_file is None:
+            return read_class_folders(self.root, VIDEO_EXTENSIONS, classes)
+        return read_annotation_file(annotation_file, num_classes), None
 
     def clip_indices(self, num_video_frames: int) -> list[np.ndarray]:
         """Frame indices of each clip this mode takes from a video of `num_video_frames` frames."""
