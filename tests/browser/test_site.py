@@ -11,6 +11,11 @@ The tables of every "Paper vs. this book" section (and of any "Summary" section)
 built HTML without a browser: every cell of the book's column that speaks of a measurement or points
 elsewhere must hold a number, or say that the result is not reproduced.
 
+On every page, at the 1280-px window, no code block and no cell output (text or table) may be wider than its
+box (scrollWidth against clientWidth, with every collapsed input and solution opened first): a failure names the
+page and the first line that runs off. Every image needs alt text that says something, not a file name. A
+self-test injects an overflowing line and a file-name alt text into a built page and checks that both are found.
+
 Without chromium the test skips, unless MVIT_REQUIRE_BROWSER=1 (CI sets it): then it fails.
 
 Two checks read the built HTML files without a browser: no page links to a placeholder (YOUR-ORG,
@@ -35,7 +40,9 @@ import yaml
 from bs4 import BeautifulSoup
 
 ROOT = Path(__file__).resolve().parents[2]
-BOOK = ROOT / "book"
+# The book whose built site is tested: book/ by default; MVIT_BOOK_DIR=student tests the student site
+# (`make student`), and any folder with a _toc.yml and _build/html works (a small copy of the book, say).
+BOOK = ROOT / os.environ.get("MVIT_BOOK_DIR", "book")
 SITE = BOOK / "_build" / "html"
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 CHROMEDRIVER = "chromedriver"
@@ -142,6 +149,70 @@ def _open(browser, url: str) -> list[dict]:
     return [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
 
 
+# Boxes whose content must fit: code blocks, cells' text outputs, and tables that cells display.
+BOXES = "article div.highlight pre, article div.cell_output pre, article div.cell_output table"
+OPEN_EVERYTHING = (
+    "document.querySelectorAll('details').forEach(d => { d.open = true; });"
+    "document.querySelectorAll('.toggle-hidden').forEach(e => e.classList.remove('toggle-hidden'));"
+)
+# For each box wider than its container (1 px of rounding allowed), the box's kind and its first line that does
+# not fit (measured in the box's own font), else its longest line.
+FIND_OVERFLOWS = f"""
+const probe = document.createElement('span');
+probe.style.cssText = 'position:absolute; visibility:hidden; white-space:pre; left:0; top:0';
+document.body.appendChild(probe);
+const found = [];
+for (const box of document.querySelectorAll({BOXES!r})) {{
+  const frame = box.tagName === 'TABLE' ? box.parentElement : box;
+  if (frame.clientWidth === 0) continue;  // not displayed
+  const wide = box.tagName === 'TABLE'
+    ? Math.max(frame.scrollWidth, box.getBoundingClientRect().width) > frame.clientWidth + 1
+    : box.scrollWidth > box.clientWidth + 1;
+  if (!wide) continue;
+  const style = getComputedStyle(box);
+  const room = box.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  probe.style.font = style.font;
+  const lines = box.tagName === 'TABLE'
+    ? [...box.rows].map(row => [...row.cells].map(c => c.textContent.trim()).join(' | '))
+    : box.textContent.split('\\n');
+  let line = lines.find(text => {{ probe.textContent = text; return probe.getBoundingClientRect().width > room + 1; }});
+  if (line === undefined) line = lines.reduce((a, b) => (b.length > a.length ? b : a), '');
+  found.push({{kind: box.tagName === 'TABLE' ? 'table' : (box.closest('.cell_output') ? 'output' : 'code'),
+              overflow: Math.round(box.tagName === 'TABLE' ? frame.scrollWidth - frame.clientWidth
+                                                           : box.scrollWidth - box.clientWidth),
+              line: line}});
+}}
+probe.remove();
+return found;
+"""
+# Images whose alt text is missing, empty, a file name or a path ("png", "../_images/x.png", "fig_3.svg").
+FIND_BAD_ALT = r"""
+const fileName = /(^|[\\/])[^\\/\s]*\.(png|jpe?g|gif|svg|webp)$|^(png|jpe?g|gif|svg|webp|image|img)$|[\\/]/i;
+return [...document.images]
+  .map(img => ({src: img.getAttribute('src') || '', alt: (img.getAttribute('alt') || '').trim()}))
+  .filter(({src, alt}) => !alt || fileName.test(alt) || alt === src.split('/').pop());
+"""
+
+
+def overflows(browser) -> list[dict]:
+    """The boxes of the open page (every collapsed part opened) whose content is wider than the box."""
+    browser.execute_script(OPEN_EVERYTHING)
+    return browser.execute_script(FIND_OVERFLOWS)
+
+
+def bad_alt_texts(browser) -> list[dict]:
+    return browser.execute_script(FIND_BAD_ALT)
+
+
+def _overflow_report(page: str, found: list[dict]) -> str:
+    first = found[0]
+    return (
+        f"{page}: {len(found)} code/output box(es) wider than the page's box at a 1280-px window; the first, "
+        f"a {first['kind']} box {first['overflow']} px too wide, runs off at:\n    {first['line']!r}\n"
+        "(the notebooks are formatted at 76 columns: `ruff format`; split long prints and strings)"
+    )
+
+
 @pytest.mark.parametrize("page", toc_pages())
 def test_page(browser, site_url, page):
     url = f"{site_url}/{page}.html"
@@ -174,6 +245,15 @@ def test_page(browser, site_url, page):
     )
     assert not broken, f"{page}: images that did not load: {broken}"
 
+    bad_alt = bad_alt_texts(browser)
+    assert not bad_alt, (
+        f"{page}: images without meaningful alt text (give each figure one, e.g. myst-nb's "
+        f"cell metadata mystnb.image.alt): {bad_alt}"
+    )
+
+    found = overflows(browser)
+    assert not found, _overflow_report(page, found)
+
     widgets = browser.execute_script(
         f"return [...document.querySelectorAll('{WIDGET_VIEW}')].map(view => {{"
         "  const note = view.previousElementSibling;"
@@ -187,6 +267,43 @@ def test_page(browser, site_url, page):
     for i, widget in enumerate(widgets):
         assert widget["note"], f"{page}: widget {i} has no visible static-site note"
         assert widget["figure"], f"{page}: widget {i} has no static figure in its cell's output"
+
+
+INJECTED = (
+    '<div class="highlight"><pre id="t1"></pre></div>'
+    '<div class="cell_output"><div class="output"><pre id="t2"></pre></div></div>'
+    '<div class="highlight"><pre id="t3">fits = 1</pre></div>'
+    '<div class="cell_output"><div class="pst-scrollable-table-container">'
+    '<table><tr><td>Table</td><td id="t4"></td></tr></table></div></div>'
+    '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" alt="fig_3.png">'
+)
+
+
+def test_the_overflow_and_alt_checks_find_what_they_should(browser, site_url):
+    """On a built page, a code line, an output line and a displayed table too wide for their boxes, and an image
+    whose alt text is a file name, are found; a line that fits is not."""
+    page = toc_pages()[0]
+    _open(browser, f"{site_url}/{page}.html")
+    before = len(overflows(browser))
+    long_line = "x = " + "'too wide' + " * 20 + "''"
+    wide_cell = "wide_cell_" + "x" * 150
+    browser.execute_script(
+        "document.querySelector('article').insertAdjacentHTML('beforeend', arguments[0]);"
+        "document.getElementById('t1').textContent = 'short = 1\\n' + arguments[1];"
+        "document.getElementById('t2').textContent = arguments[1].replace('x = ', 'printed: ');"
+        "document.getElementById('t4').textContent = arguments[2];",
+        INJECTED,
+        long_line,
+        wide_cell,
+    )
+    found = overflows(browser)[before:]
+    assert [(f["kind"], f["line"]) for f in found] == [
+        ("code", long_line),
+        ("output", long_line.replace("x = ", "printed: ")),
+        ("table", f"Table | {wide_cell}"),
+    ], found
+    assert "runs off at" in _overflow_report(page, found) and long_line in _overflow_report(page, found)
+    assert {"src": "data:image/gif;base64,R0lGODlhAQABAAAAACw=", "alt": "fig_3.png"} in bad_alt_texts(browser)
 
 
 # --- Links: no placeholder, and launch/repository buttons exactly when the repository setting names one. These read
