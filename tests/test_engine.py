@@ -19,7 +19,7 @@ from mvit.engine import ConfigError, evaluate, list_recipes, load_config, multi_
 from mvit.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mvit.engine.inputs import EpochOrder, SeededSamples, ShardSampler
 from mvit.engine.loss import soft_target_cross_entropy
-from mvit.engine.optim import WarmupCosine, build_optimizer, param_groups, scaled_lr
+from mvit.engine.optim import WarmupCosine, build_optimizer, lr_schedule, param_groups, scaled_lr
 
 # ---------------------------------------------------------------------------------------------- config
 
@@ -144,6 +144,20 @@ def test_every_recipe_loads():
 def test_lr_is_linear_in_the_global_batch():
     assert scaled_lr(1.6e-3, 512) == pytest.approx(1.6e-3)
     assert scaled_lr(1.6e-3, 4 * 8 * 2, 512) == pytest.approx(2e-4)  # 4 clips x 8 GPUs x 2 accumulation = 64
+
+
+def test_lr_schedule_of_a_config_by_hand():
+    cfg = load_config(None, ["data.batch_size=4", "optim.accum_steps=2", "optim.epochs=10", "optim.warmup_epochs=2.5"])
+    schedule = lr_schedule(cfg, steps_per_epoch=8, world_size=3)
+    peak = 1.6e-3 * (4 * 3 * 2) / 512  # global batch 24 against the reference 512
+    assert schedule == WarmupCosine(
+        peak_lr=pytest.approx(peak),
+        total_steps=80,
+        warmup_steps=20,
+        start_lr=pytest.approx(peak * 0.01),
+        final_lr=pytest.approx(peak * 0.01),
+    )
+    assert schedule(0) == pytest.approx(peak * 0.01) and schedule(20) == pytest.approx(peak)
 
 
 def test_warmup_cosine_against_hand_values():

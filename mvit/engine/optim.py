@@ -5,6 +5,8 @@
 - a learning rate linear in the global batch: ``lr * global_batch / 512``;
 - per optimizer step, a linear warmup from ``start_lr`` to the peak, then a half-period cosine down to
   ``final_lr``.
+
+`lr_schedule` builds a run's schedule from its `TrainConfig`; the trainer uses it, and so can a reader.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import OptimSection
+from .config import OptimSection, TrainConfig
 
 
 def scaled_lr(lr: float, global_batch: int, reference_batch: int = 512) -> float:
@@ -84,3 +86,26 @@ class WarmupCosine:
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def lr_schedule(cfg: TrainConfig, steps_per_epoch: int, world_size: int = 1) -> WarmupCosine:
+    """The learning rate of every optimizer step of the run `cfg` with `steps_per_epoch` optimizer steps per
+    epoch on `world_size` processes (the one schedule the trainer uses).
+
+    The peak is ``optim.lr`` scaled to the global batch ``data.batch_size x world_size x optim.accum_steps``
+    (`scaled_lr`); ``optim.warmup_epochs`` of linear warmup from ``peak x optim.warmup_start_ratio``, then
+    the cosine to ``peak x optim.final_lr_ratio`` at the end of ``optim.epochs``.
+
+    >>> from mvit.engine import load_config
+    >>> lr_schedule(load_config("k400_mvit_b_16x4"), steps_per_epoch=100, world_size=128).peak_lr  # 128 x 4 clips
+    0.0016
+    """
+    o = cfg.optim
+    peak = scaled_lr(o.lr, cfg.data.batch_size * world_size * o.accum_steps, o.lr_reference_batch)
+    return WarmupCosine(
+        peak_lr=peak,
+        total_steps=o.epochs * steps_per_epoch,
+        warmup_steps=round(o.warmup_epochs * steps_per_epoch),
+        start_lr=peak * o.warmup_start_ratio,
+        final_lr=peak * o.final_lr_ratio,
+    )

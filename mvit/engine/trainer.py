@@ -48,7 +48,7 @@ from .inputs import EpochOrder, SeededSamples, build_datasets, check_dataset, ev
 from .log import MetricLog, environment, require_tensorboard
 from .metrics import evaluate
 from .network import build_model_from_config, load_pretrained
-from .optim import WarmupCosine, build_optimizer, scaled_lr, set_lr
+from .optim import build_optimizer, lr_schedule, set_lr
 from .tasks import get_task
 
 
@@ -159,9 +159,6 @@ class _Run:
         self.num_classes = model_cfg.num_classes
 
         d, o = cfg.data, cfg.optim
-        self.global_batch = d.batch_size * ctx.world_size * o.accum_steps
-        self.peak_lr = scaled_lr(o.lr, self.global_batch, o.lr_reference_batch)
-        self.optimizer = build_optimizer(self.model, o, self.peak_lr)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.run.precision == "fp16")
         self.order, self.loader = _train_loader(cfg, train_set, ctx)
         self.micro_per_epoch = len(self.order.sampler) // d.batch_size
@@ -173,13 +170,9 @@ class _Run:
                 "lower them or use more data"
             )
         self.micro_per_epoch = self.steps_per_epoch * o.accum_steps  # a trailing partial step is dropped
-        self.schedule = WarmupCosine(
-            peak_lr=self.peak_lr,
-            total_steps=o.epochs * self.steps_per_epoch,
-            warmup_steps=round(o.warmup_epochs * self.steps_per_epoch),
-            start_lr=self.peak_lr * o.warmup_start_ratio,
-            final_lr=self.peak_lr * o.final_lr_ratio,
-        )
+        self.schedule = lr_schedule(cfg, self.steps_per_epoch, ctx.world_size)
+        self.peak_lr = self.schedule.peak_lr
+        self.optimizer = build_optimizer(self.model, o, self.peak_lr)
         self.task = get_task(cfg.model.task)
         self.mix = self.task.batch_transform(cfg, self.num_classes)
 
