@@ -2,8 +2,9 @@
 augmentations, Mixup/CutMix, repeated augmentation, and a synthetic video dataset (paper §4, §5,
 Appendix D)."""
 
-from . import synthetic
+from . import charades, synthetic, synthetic_multilabel
 from .annotations import AnnotationError, annotation_line, read_annotation_file, read_class_folders
+from .charades import CharadesDataset
 from .decoding import VideoDecodeError, open_video, read_frames, sample_video_path
 from .encoding import transcode, write_video
 from .failures import EXCLUDED, Failure, TooManyFailures, UnreadableFile
@@ -12,6 +13,7 @@ from .mixup import MixupCutmix, smooth_one_hot
 from .sampler import RepeatAugSampler
 from .sampling import segment_clip, stride_clip, uniform_positions
 from .synthetic import SyntheticVideoDataset
+from .synthetic_multilabel import SyntheticMultiLabelDataset
 from .transforms import (
     IMAGENET_AUGMENTATION,
     IMAGENET_MEAN,
@@ -41,6 +43,7 @@ __all__ = [
     "KINETICS_STD",
     "MixupCutmix",
     "RepeatAugSampler",
+    "SyntheticMultiLabelDataset",
     "SyntheticVideoDataset",
     "TooManyFailures",
     "TrainTransform",
@@ -57,6 +60,9 @@ __all__ = [
     "smooth_one_hot",
     "stride_clip",
     "synthetic",
+    "synthetic_multilabel",
+    "charades",
+    "CharadesDataset",
     "transcode",
     "uniform_positions",
     "write_video",

@@ -225,12 +225,73 @@ def video_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
     )
 
 
+def synthetic_multilabel_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
+    """The in-memory multi-label set `mvit.data.SyntheticMultiLabelDataset` (Charades' stand-in, for
+    ``model.task=multilabel``): random clips for training, the centre clip for validation and
+    ``data.num_clips`` clips of the validation videos for the video-level test; ``data.sampling_rate`` apart."""
+    from ..data import SyntheticMultiLabelDataset
+
+    d, (t, size, _) = cfg.data, model_cfg.input_size
+
+    def make(split, n, **mode):
+        sizes = {"num_samples": n} if n else {}
+        return _construct(
+            SyntheticMultiLabelDataset,
+            d.options,
+            split=split,
+            num_frames=t,
+            size=size,
+            sampling_rate=d.sampling_rate,
+            num_clips=d.num_clips,
+            **sizes,
+            **mode,
+        )
+
+    return make("train", d.train_size), make("val", d.val_size), make("val", d.val_size, mode="test")
+
+
+def charades_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
+    """`mvit.data.CharadesDataset` over the folder ``data_scripts/charades.py`` writes: ``root/train.csv`` and
+    ``root/val.csv`` (the official ``Charades_v1_train.csv`` / ``_test.csv`` rows), videos ``root/videos/<id>.mp4``;
+    the test set is ``val.csv`` in multi-view mode (``data.num_clips x data.num_crops`` views)."""
+    from ..data import CharadesDataset
+
+    d, (t, size, _) = cfg.data, model_cfg.input_size
+    root = _root(d.root, d.dataset)
+    annotations = {split: root / f"{split}.csv" for split in ("train", "val")}
+    for path in (*annotations.values(), root / "videos"):
+        if not path.exists():
+            raise ConfigError(
+                f"data.root={str(root)!r} has no {path.name}; prepare it with data_scripts/charades.py (train.csv, "
+                "val.csv and videos/ from the official release)"
+            )
+    common = dict(
+        video_root=root / "videos",
+        num_frames=t,
+        sampling_rate=d.sampling_rate,
+        crop_size=size,
+        num_clips=d.num_clips,
+        num_crops=d.num_crops,
+        num_classes=model_cfg.num_classes,
+    )
+    augmentation = _augmentation(cfg.augment.transform)
+    return (
+        _construct(
+            CharadesDataset, d.options, annotation_file=annotations["train"], mode="train", **augmentation, **common
+        ),
+        _construct(CharadesDataset, d.options, annotation_file=annotations["val"], mode="val", **common),
+        _construct(CharadesDataset, d.options, annotation_file=annotations["val"], mode="test", **common),
+    )
+
+
 # The one list of dataset names: ``data.dataset`` is checked against these keys (and ``train --help`` lists them).
 DATASETS: dict[str, Callable[[TrainConfig, MViTConfig], Splits]] = {
     "synthetic": synthetic_splits,
     "video": video_splits,
     "digits": digits_splits,
     "imagefolder": imagefolder_splits,
+    "synthetic_multilabel": synthetic_multilabel_splits,
+    "charades": charades_splits,
 }
 
 
