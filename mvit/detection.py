@@ -5,11 +5,12 @@ RoI head, the detector, and AVA's frame-level mean average precision.
 The last stage's tokens are put back on their space-time grid, a feature map ``(B, C, T', H', W')``
 (`mvit.model.MViT.feature_map`). A 2-D person box of the keyframe is replicated along time into a 3-D RoI;
 RoIAlign (`torchvision.ops.roi_align`) extracts an ``r x r`` feature from every frame of the map, the
-frames are averaged (temporal global average pooling), the ``r x r`` cell is max-pooled, and a linear
-layer gives one logit per class, read through a per-class sigmoid (an actor can do several actions at
-once). PySlowFast's ``ResNetRoIHead`` (``slowfast/models/head_helper.py``) does the same with the two
-averages swapped (time first, then one RoIAlign): RoIAlign is linear in the feature map, so the two
-orders give the same numbers (a test checks it).
+frames are averaged (temporal global average pooling), the ``r x r`` cell is max-pooled, and the model's
+classifier (MViT's ``head``, now on RoI features instead of the class token) gives one logit per class,
+read through a per-class sigmoid (an actor can do several actions at once). The detector's state dict is
+exactly MViT's, so Kinetics weights load unchanged. PySlowFast's ``ResNetRoIHead``
+(``slowfast/models/head_helper.py``) averages over time first and then runs one RoIAlign; RoIAlign is
+linear in the feature map, so the two orders give the same numbers (a test checks it).
 
 Boxes are ``(x1, y1, x2, y2)`` normalised to ``[0, 1]`` by the clip's width and height, as in AVA's
 files. The head clips a box that is partly outside the frame to the frame (a detector's proposal may
@@ -34,8 +35,9 @@ another box of the class overlaps it by 0.5; this is the reference's rule.
 
 API::
 
-    detector = build_detector("mvit_tiny", num_classes=4)        # MViT backbone + RoIActionHead
+    detector = build_detector("mvit_tiny", num_classes=4)        # an MViT whose head reads RoI features
     logits = detector(clips, boxes)    # clips (B, 3, T, H, W), boxes: B tensors (K_b, 4) -> (sum K_b, classes)
+    probabilities = logits.sigmoid()   # per class
     result = frame_map(ground_truth, detections, classes=[1, 2, 3, 4])
     result.mean_ap, result.per_class   # float, {class id: AP or NaN}
 
@@ -58,7 +60,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
-from .model import MViT, build_model
+from .configs import MViTConfig, get_config
+from .model import MViT
 
 # --------------------------------------------------------------------------------------------------
 # Boxes
@@ -98,27 +101,23 @@ def clip_boxes(boxes: torch.Tensor) -> torch.Tensor:
 # The head and the detector
 
 
-class RoIActionHead(nn.Module):
-    """Per-box action logits from a space-time feature map (App. D.2).
+class RoIFeatures(nn.Module):
+    """The pooled feature of every box (App. D.2), no parameters.
 
     ``features: (B, C, T, H, W)``, ``boxes``: a sequence of B tensors ``(K_b, 4)`` of normalised
-    ``(x1, y1, x2, y2)`` (the boxes of clip b; ``K_b`` may be 0) -> logits ``(K, num_classes)`` with
-    ``K = sum K_b``, rows in the order of the boxes. Apply a sigmoid for per-class probabilities.
+    ``(x1, y1, x2, y2)`` (the boxes of clip b; ``K_b`` may be 0) -> ``(K, C)`` with ``K = sum K_b``, rows in
+    the order of the boxes: each box replicated over the T frames, RoIAlign per frame, the average over
+    time, the maximum over the ``r x r`` cell.
 
     ``resolution``: RoIAlign's output size ``r`` (PySlowFast's ``DETECTION.ROI_XFORM_RESOLUTION``, 7);
     ``aligned``: RoIAlign's half-pixel alignment (PySlowFast's ``DETECTION.ALIGNED``, True).
     """
 
-    def __init__(
-        self, dim: int, num_classes: int, resolution: int = 7, dropout: float = 0.0, aligned: bool = True
-    ) -> None:
+    def __init__(self, resolution: int = 7, aligned: bool = True) -> None:
         super().__init__()
         self.resolution, self.aligned = resolution, aligned
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(dim, num_classes)
 
-    def roi_features(self, features: torch.Tensor, boxes: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The pooled feature of every box: ``(K, C)``."""
+    def forward(self, features: torch.Tensor, boxes: Sequence[torch.Tensor]) -> torch.Tensor:
         b, c, t, h, w = features.shape
         if len(boxes) != b:
             raise ValueError(f"got {len(boxes)} box tensors for a batch of {b} clips; pass one (K_b, 4) per clip")
@@ -134,46 +133,34 @@ class RoIActionHead(nn.Module):
         pooled = pooled.reshape(-1, t, c, self.resolution, self.resolution).mean(dim=1)  # temporal average
         return pooled.amax(dim=(-2, -1))  # spatial max pooling
 
-    def forward(self, features: torch.Tensor, boxes: Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.classifier(self.dropout(self.roi_features(features, boxes)))
 
+class MViTDetector(MViT):
+    """MViT with the detection head of App. D.2: the classifier reads each box's RoI features of the last
+    stage's map instead of the class token.
 
-class MViTDetector(nn.Module):
-    """An MViT backbone with a `RoIActionHead` on its last stage (App. D.2).
+    ``clips: (B, 3, T, H, W)``, ``boxes``: B tensors ``(K_b, 4)``, normalised ``(x1, y1, x2, y2)`` on the
+    keyframe -> logits ``(sum K_b, num_classes)``; a per-class sigmoid gives the probabilities.
 
-    ``clips: (B, 3, T, H, W)``, ``boxes``: B tensors ``(K_b, 4)`` normalised ``(x1, y1, x2, y2)`` of the
-    keyframe -> logits ``(sum K_b, num_classes)``.
-
-    The backbone's classification head is dropped (``backbone.head`` becomes an identity), so initialise
-    the backbone from a Kinetics checkpoint *before* wrapping it (App. D.2 fine-tunes from K400). The
-    head's dropout is the backbone config's ``dropout``.
+    The head is MViT's own ``head_drop`` + ``head`` (dropout, then a Linear of the last stage's width to
+    ``num_classes``) and the RoI pooling has no parameters, so the state dict is exactly MViT's: a Kinetics
+    checkpoint loads with `mvit.convert.load_pretrained` (``new_head=True`` for the new classes), as App. D.2
+    initialises from the Kinetics models.
     """
 
-    def __init__(self, backbone: MViT, num_classes: int, resolution: int = 7) -> None:
-        super().__init__()
-        backbone.head = nn.Identity()
-        self.backbone = backbone
-        self.num_classes = num_classes
-        self.head = RoIActionHead(
-            backbone.schedule[-1].dim_out, num_classes, resolution, dropout=backbone.config.dropout
-        )
-        nn.init.trunc_normal_(self.head.classifier.weight, std=0.02)
-        nn.init.zeros_(self.head.classifier.bias)
+    def __init__(self, config: MViTConfig, resolution: int = 7) -> None:
+        super().__init__(config)
+        self.roi = RoIFeatures(resolution)
 
-    def forward(self, clips: torch.Tensor, boxes: Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.head(self.backbone.feature_map(clips), boxes)
-
-    def no_weight_decay(self) -> set[str]:
-        """The backbone's no-decay parameters (biases, norms, positional embeddings) and the head's bias."""
-        return {f"backbone.{name}" for name in self.backbone.no_weight_decay()} | {"head.classifier.bias"}
+    def forward(self, clips: torch.Tensor, boxes: Sequence[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        return self.head(self.head_drop(self.roi(self.feature_map(clips), boxes)))
 
 
-def build_detector(name: str, num_classes: int, resolution: int = 7, **overrides) -> MViTDetector:
+def build_detector(name: str, resolution: int = 7, **overrides) -> MViTDetector:
     """`MViTDetector` on the preset `name` (`mvit.list_models()`) with `MViTConfig` `overrides`.
 
     >>> detector = build_detector("mvit_b_16x4", num_classes=80, drop_path=0.4)
     """
-    return MViTDetector(build_model(name, **overrides), num_classes, resolution)
+    return MViTDetector(get_config(name, **overrides), resolution)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -340,7 +327,7 @@ def train_detector(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
     return losses
 
 

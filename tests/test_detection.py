@@ -11,7 +11,7 @@ import torch
 from torchvision.ops import roi_align
 
 from mvit.detection import (
-    RoIActionHead,
+    RoIFeatures,
     box_iou,
     build_detector,
     collate_detection,
@@ -32,9 +32,9 @@ def detector():
 
 def test_feature_map_is_the_token_grid(detector):
     x = torch.randn(2, 3, 8, 64, 64)
-    features = detector.backbone.feature_map(x)
+    features = detector.feature_map(x)
     assert features.shape == (2, 128, 4, 4, 4)  # mvit_tiny: stride 2 x 16 x 16 at the last stage
-    tokens, _ = detector.backbone.forward_features(x)
+    tokens, _ = detector.forward_features(x)
     # token (t, h, w) of the flattened sequence (time outer) sits at features[:, :, t, h, w]
     torch.testing.assert_close(features[:, :, 1, 2, 3], tokens[:, 1 + (1 * 16 + 2 * 4 + 3)])
 
@@ -46,9 +46,21 @@ def test_detector_shapes_and_gradients_reach_the_backbone(detector):
     logits = detector(x, boxes)
     assert logits.shape == (3, 5)
     detection_loss(logits, torch.zeros(3, 5)).backward()
-    assert detector.backbone.patch_embed.weight.grad.abs().sum() > 0
-    assert detector.backbone.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
-    assert all(p.grad is not None for n, p in detector.named_parameters() if p.requires_grad), "an unused weight"
+    assert detector.patch_embed.weight.grad.abs().sum() > 0
+    assert detector.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in detector.parameters()), "a weight the detector does not use"
+
+
+def test_detector_state_dict_is_mvits():
+    """The same keys and shapes as the classification model: Kinetics weights load as they are."""
+    from mvit import build_model
+    from mvit.convert import load_pretrained
+
+    detector = build_detector("mvit_tiny", num_classes=5)
+    classifier = build_model("mvit_tiny", num_classes=400)
+    assert detector.state_dict().keys() == classifier.state_dict().keys()
+    assert load_pretrained(detector, classifier.state_dict(), new_head=True) == ["head.weight", "head.bias"]
+    torch.testing.assert_close(detector.blocks[1].attn.qkv.weight, classifier.blocks[1].attn.qkv.weight)
 
 
 def test_rows_follow_the_boxes_of_their_clip(detector):
@@ -68,12 +80,10 @@ def test_rows_follow_the_boxes_of_their_clip(detector):
 def test_head_is_roi_align_per_frame_then_means_and_max():
     """The head against a direct computation: RoIAlign of each frame, average over time, max over the
     r x r cell; equal to PySlowFast's order (average over time first, one RoIAlign)."""
-    torch.manual_seed(0)
-    head = RoIActionHead(dim=6, num_classes=3, resolution=3)
+    head = RoIFeatures(resolution=3)
     features = torch.randn(2, 6, 4, 5, 7, dtype=torch.float64)
-    head.double()
     boxes = [torch.tensor([[0.1, 0.2, 0.6, 0.9]], dtype=torch.float64), torch.tensor([[0.5, 0.0, 1.0, 0.5]]).double()]
-    got = head.roi_features(features, boxes)
+    got = head(features, boxes)
     expected, swapped = [], []
     for b, box in enumerate(boxes):
         cells = box * torch.tensor([7, 5, 7, 5])
@@ -87,8 +97,7 @@ def test_head_is_roi_align_per_frame_then_means_and_max():
 
 
 def test_box_partly_outside_is_clipped_and_entirely_outside_is_an_error():
-    torch.manual_seed(0)
-    head = RoIActionHead(dim=4, num_classes=2, resolution=2)
+    head = RoIFeatures(resolution=2)
     features = torch.randn(1, 4, 2, 4, 4)
     overhang = head(features, [torch.tensor([[-0.2, 0.5, 0.5, 1.3]])])
     torch.testing.assert_close(overhang, head(features, [torch.tensor([[0.0, 0.5, 0.5, 1.0]])]))
