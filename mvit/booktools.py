@@ -14,9 +14,9 @@ or repository buttons, so it never links to a repository that does not exist. On
 Colab opens notebooks from GitHub.
 
 **The Colab install cell.** Colab opens one notebook from GitHub, without this repository's package. Cell 0 of every
-notebook is therefore `colab_cell_source`: on Colab it installs ``mvit`` at the book's version, with its video
-extra, from the repository setting; anywhere else it does nothing. It is tagged ``remove-cell``, so the site does
-not show it::
+notebook is therefore `colab_cell_source`: on Colab it installs ``mvit`` at the book's version, with its video and
+notebooks extras, from the repository setting; anywhere else it does nothing. It is tagged ``remove-cell``, so the
+site does not show it::
 
     python -m mvit.booktools colab-cell --check book     # exit 1 naming every notebook whose cell 0 is not current
     python -m mvit.booktools colab-cell --write book     # insert or update cell 0 of every notebook
@@ -51,6 +51,7 @@ DEFAULT_PATH = "book"
 COLAB_CELL_ID = "colab-install"
 COLAB_CELL_TAG = "remove-cell"
 COLAB_MARKER = "# On Colab: install the `mvit` package"
+NOTEBOOK_LINE_LENGTH = 76  # book/ruff.toml
 
 # Words that stand for "fill in your own" in a repository URL, and host names reserved for examples (RFC 2606).
 _PLACEHOLDER_WORDS = {
@@ -93,9 +94,10 @@ class Repository:
     def url(self) -> str:
         return f"https://github.com/{self.owner}/{self.name}"
 
-    def pip_requirement(self, extra: str = "video") -> str:
-        """What pip installs on Colab: ``mvit[video] @ git+https://github.com/OWNER/NAME@BRANCH``."""
-        return f"mvit[{extra}] @ git+{self.url}@{self.branch}"
+    def pip_requirement(self, extras: str = "video,notebooks") -> str:
+        """What pip installs on Colab: ``mvit[video,notebooks] @ git+https://github.com/OWNER/NAME@BRANCH`` (the
+        decoders and what the chapters import beyond the package)."""
+        return f"mvit[{extras}] @ git+{self.url}@{self.branch}"
 
 
 def is_placeholder(url: str) -> bool:
@@ -179,15 +181,16 @@ def book_version(pyproject: Path | str = PYPROJECT) -> str:
 
 
 def colab_cell_source(repository: Repository | None, version: str) -> str:
-    """The source of every notebook's first cell: on Colab, install ``mvit==version`` with its video extra from
-    ``repository``; elsewhere do nothing. Without a repository the cell stops on Colab and says what to set.
+    """The source of every notebook's first cell: on Colab, install ``mvit==version`` with its video and notebooks
+    extras from ``repository``; elsewhere do nothing. Without a repository the cell stops on Colab and says what to set.
 
     Short lines in the formatter's style (double quotes, sorted imports), so that formatting a notebook leaves the
     cell as it is."""
     head = (
         f"{COLAB_MARKER} this book is written with\n"
-        f"# (version {version}, with its video extra). Anywhere else the package is\n"
-        "# installed already (see the README) and this cell does nothing.\n"
+        f"# (version {version}, with its video and notebooks extras). Anywhere else\n"
+        "# the package is installed already (see the README) and this cell does\n"
+        "# nothing.\n"
         "import sys\n\n"
         'if "google.colab" in sys.modules:\n'
     )
@@ -199,10 +202,14 @@ def colab_cell_source(repository: Repository | None, version: str) -> str:
             '        "`python -m mvit.booktools colab-cell --write book`"\n'
             "    )"
         )
+    requirement = f'"{repository.pip_requirement()}"'
+    package = f"    package = {requirement}\n"
+    if len(package) > NOTEBOOK_LINE_LENGTH + 1 and 8 + len(requirement) <= NOTEBOOK_LINE_LENGTH:
+        package = f"    package = (\n        {requirement}\n    )\n"  # where the formatter wraps it
     return head + (
         "    import subprocess\n"
         "    from importlib.metadata import version\n\n"
-        f'    package = "{repository.pip_requirement()}"\n'
+        f"{package}"
         '    pip = [sys.executable, "-m", "pip", "install", "--quiet"]\n'
         "    subprocess.run(pip + [package], check=True)\n"
         '    found = version("mvit")\n'

@@ -1,6 +1,7 @@
 """Image datasets: scikit-learn's digits (real data in the package) and an ImageNet-style folder."""
 
 import pickle
+import sys
 import warnings
 
 import numpy as np
@@ -79,3 +80,15 @@ def test_broken_image_is_replaced_and_counted(folder):
 def test_missing_folder():
     with pytest.raises(FileNotFoundError, match="one sub-folder per class"):
         data.ImageFolderDataset("/nonexistent/imagenet/train")
+
+
+def test_digits_without_scikit_learn_names_the_extra(monkeypatch, tmp_path, capsys):
+    from mvit.cli import EXIT_CONFIG, main
+
+    for name in ("sklearn", "sklearn.datasets", "sklearn.model_selection"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import sklearn` now fails as if it were not installed
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'mvit\[notebooks\]'"):
+        data.DigitsDataset()
+    code = main(["train", "--config", "cpu_digits_mvit", "--output-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == EXIT_CONFIG and len(err) == 1 and "mvit[notebooks]" in err[0] and err[0].startswith("error:")

@@ -17,7 +17,6 @@ import torch
 from torch.utils.data import TensorDataset
 
 from mvit.engine import NonFiniteLossError, TrainingInterrupted, load_checkpoint, load_config, train
-from mvit.engine.log import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +39,11 @@ TINY = [
     "run.log_every_steps=1",
     "run.multi_view_eval=false",
 ]
+
+
+def _metrics(output_dir: Path) -> list[dict]:
+    """The records of ``output_dir/metrics.jsonl``, one JSON object a line."""
+    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -115,7 +119,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     for k, v in a["optimizer"]["state"].items():
         torch.testing.assert_close(v["exp_avg_sq"], b["optimizer"]["state"][k]["exp_avg_sq"], rtol=0, atol=1e-9)
     # metrics.jsonl describes one run: the records the killed run wrote after its checkpoint are gone
-    whole_log, killed_log = (read_metrics(tmp_path / name) for name in ("whole", "killed"))
+    whole_log, killed_log = (_metrics(tmp_path / name) for name in ("whole", "killed"))
     steps = [r["step"] for r in killed_log if r["kind"] == "train"]
     assert steps == list(range(1, 25))  # steps 17 and later were logged before the kill, then again
     drop = ("clips_per_s",)

@@ -1,5 +1,6 @@
 """The set-up files install what pyproject.toml declares: the conda environment (a workstation: everything, every
-extra) and binder/ (a reader on Binder: the package, its video extra and Jupyter, no build or test tools)."""
+extra) and binder/ (a reader on Binder: the package, its video and notebooks extras and Jupyter, no build or test
+tools)."""
 
 import importlib.metadata
 import os
@@ -47,8 +48,11 @@ def test_environment_lists_every_runtime_dependency():
 def test_environment_lists_every_optional_dependency():
     extras = _pyproject()["optional-dependencies"]
     missing = [
-        r for reqs in extras.values() for r in reqs if CONDA_NAMES.get(_name(r), _name(r)) not in _environment_names()
-    ]
+        r
+        for reqs in extras.values()
+        for r in reqs
+        if _name(r) != "mvit" and CONDA_NAMES.get(_name(r), _name(r)) not in _environment_names()
+    ]  # "mvit[notebooks]": an extra that includes another one
     assert not missing, f"environment.yml lacks these optional dependencies of pyproject.toml: {missing}"
 
 
@@ -95,15 +99,17 @@ def _binder_installs() -> list[list[str]]:
     return commands
 
 
-def test_binder_postbuild_installs_the_package_with_its_video_extra():
+def test_binder_postbuild_installs_the_package_with_its_video_and_notebooks_extras():
     postbuild = BINDER / "postBuild"
     assert os.access(postbuild, os.X_OK), "binder/postBuild must be executable (repo2docker runs it as a program)"
     assert postbuild.read_text().startswith("#!"), "binder/postBuild needs a shebang line"
     packages = [[a for a in args if not a.startswith("-")] for args in _binder_installs()]
-    assert [".[video]"] in packages, f"postBuild should `pip install .[video]`; it installs {packages}"
+    assert [".[video,notebooks]"] in packages, (
+        f"postBuild should `pip install .[video,notebooks]`; it installs {packages}"
+    )
     editable = [args for args in _binder_installs() if {"-e", "--editable"} & set(args)]
     assert not editable, f"binder/postBuild uses an editable install: {editable}"
-    assert {"video"} <= set(_pyproject()["optional-dependencies"]), "pyproject.toml has no `video` extra"
+    assert {"video", "notebooks"} <= set(_pyproject()["optional-dependencies"]), "pyproject.toml lacks these extras"
 
 
 def test_binder_requirements_agree_with_pyproject():
@@ -122,7 +128,7 @@ def test_binder_requirements_agree_with_pyproject():
 
 def test_binder_leaves_out_the_build_and_test_tools():
     extras = _pyproject()["optional-dependencies"]
-    tools = {_name(r) for r in extras["dev"] + extras["book"]} - JUPYTER_RUNTIME
+    tools = {_name(r) for r in extras["dev"] + extras["book"]} - JUPYTER_RUNTIME - {"mvit"}
     binder = {r.name.lower() for r in _binder_requirements()}
     binder |= {_name(a.split("[")[0]) for args in _binder_installs() for a in args if not a.startswith("-")}
     extras_installed = {
@@ -133,7 +139,9 @@ def test_binder_leaves_out_the_build_and_test_tools():
         for extra in group.split(",")
     }
     assert not binder & tools, f"binder installs build or test tools: {sorted(binder & tools)}"
-    assert extras_installed == {"video"}, f"binder should install only the video extra, not {extras_installed}"
+    assert extras_installed == {"video", "notebooks"}, (
+        f"binder should install the video and notebooks extras only, not {extras_installed}"
+    )
 
 
 def _closure(names: set[str]) -> set[str]:
@@ -173,13 +181,13 @@ def _notebook_imports() -> set[str]:
     return modules - set(sys.stdlib_module_names) - {"mvit"}
 
 
+def _extra_names(*extras: str) -> set[str]:
+    return {_name(r) for extra in extras for r in _pyproject()["optional-dependencies"][extra]}
+
+
 def test_binder_provides_every_module_the_notebooks_import():
     """Run against the installed environment: each imported module's distribution must come with binder's set-up."""
-    provided = _closure(
-        {r.name for r in _binder_requirements()}
-        | {"mvit"}
-        | {_name(r) for r in _pyproject()["optional-dependencies"]["video"]}
-    )
+    provided = _closure({r.name for r in _binder_requirements()} | {"mvit"} | _extra_names("video", "notebooks"))
     owners = importlib.metadata.packages_distributions()
     missing = {}
     for module in sorted(_notebook_imports()):
@@ -190,12 +198,12 @@ def test_binder_provides_every_module_the_notebooks_import():
 
 
 def test_colab_install_cell_provides_every_module_the_notebooks_import():
-    """On Colab the first cell installs `mvit[video]` (mvit.booktools.colab_cell_source) into a kernel that has
-    IPython; every other module the notebooks import must come with that install."""
+    """On Colab the first cell installs `mvit[video,notebooks]` (mvit.booktools.colab_cell_source) into a kernel that
+    has IPython; every other module the notebooks import must come with that install."""
     from mvit.booktools import Repository, colab_cell_source
 
-    assert "mvit[video] @ git+" in colab_cell_source(Repository("a", "b"), "0")
-    provided = _closure({"mvit"} | {_name(r) for r in _pyproject()["optional-dependencies"]["video"]})
+    assert "mvit[video,notebooks] @ git+" in colab_cell_source(Repository("a", "b"), "0")
+    provided = _closure({"mvit"} | _extra_names("video", "notebooks"))
     owners = importlib.metadata.packages_distributions()
     missing = {
         module: sorted(owners.get(module, []))

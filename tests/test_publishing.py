@@ -79,8 +79,8 @@ def test_the_environment_overrides_the_config_and_the_branch_defaults_to_main():
     assert book_repository("https://github.com/YOUR-ORG/x", "main", "book", environ=NO_ENV) is None
 
 
-def test_pip_requirement_names_the_video_extra_and_the_branch():
-    assert Repository("a", "b", "dev").pip_requirement() == "mvit[video] @ git+https://github.com/a/b@dev"
+def test_pip_requirement_names_the_video_and_notebooks_extras_and_the_branch():
+    assert Repository("a", "b", "dev").pip_requirement() == "mvit[video,notebooks] @ git+https://github.com/a/b@dev"
 
 
 def test_configured_repository_reads_the_config_file(tmp_path):
@@ -188,7 +188,7 @@ def test_colab_cell_installs_the_books_version_on_colab_only(monkeypatch):
     assert len(calls) == 1
     args, kwargs = calls[0]
     assert args[:4] == [sys.executable, "-m", "pip", "install"]
-    assert args[-1] == "mvit[video] @ git+https://github.com/a/b@main" and kwargs == {"check": True}
+    assert args[-1] == "mvit[video,notebooks] @ git+https://github.com/a/b@main" and kwargs == {"check": True}
     with pytest.raises(AssertionError, match=f"not {re.escape(__version__)}"):
         _run_cell(source, monkeypatch, on_colab=True, installed="0.0.1")
 

@@ -77,9 +77,14 @@ class DigitsDataset(torch.utils.data.Dataset):
         val_fraction: float = 0.2,
         seed: int = 0,
     ) -> None:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-
+        try:
+            from sklearn.datasets import load_digits
+            from sklearn.model_selection import train_test_split
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError(
+                "DigitsDataset needs scikit-learn, part of mvit's notebooks extra: pip install 'mvit[notebooks]'",
+                name="sklearn",
+            ) from None
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         if augmentation is not None and augmentation.flip:

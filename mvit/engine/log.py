@@ -9,7 +9,6 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -52,13 +51,6 @@ class MetricLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def read_metrics(output_dir: Path, kind: Optional[str] = None) -> list[dict]:
-    """The records of ``output_dir/metrics.jsonl`` (only those of `kind` when given)."""
-    path = Path(output_dir) / "metrics.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if kind is None or r["kind"] == kind]
 
 
 def require_tensorboard() -> None:
