@@ -312,7 +312,8 @@ def _construct(cls: type, options: dict, **engine_kwargs) -> Dataset:
             )
     try:
         return cls(**engine_kwargs, **options)
-    except (ValueError, FileNotFoundError) as err:  # a bad annotation line, class folder or data.options value
+    except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:  # a bad annotation line, class folder or
+        # data.options value, or a dataset whose optional dependency is missing (the error names the extra)
         raise ConfigError(str(err)) from None
 
 
