@@ -161,3 +161,33 @@ def test_evaluate_multilabel_excludes_unreadable_rows():
     with torch.no_grad():
         scores = model(x[keep]).sigmoid()
     assert result["mAP"] == pytest.approx(100 * mean_average_precision(scores, y[keep]))
+
+
+# the transfer recipes against the paper's Appendix D ------------------------------------------------------
+
+
+def test_ssv2_recipe_follows_appendix_d4():
+    """App. D.4: fine-tuned from Kinetics (model.pretrained, which the user sets), 100 epochs, 8 clips per GPU,
+    lr 0.02 for 64 x 8 clips with half-period cosine decay, SGD, weight decay 1e-4, stochastic depth 0.4, the
+    Kinetics augmentation of D.1 without flips, segment-based sampling, 1 clip x 3 crops at test."""
+    cfg = load_config("ssv2_mvit_b_16x4")
+    assert (cfg.optim.name, cfg.optim.epochs, cfg.data.batch_size, cfg.model.task) == ("sgd", 100, 8, "classification")
+    assert cfg.optim.lr * 64 * 8 / cfg.optim.lr_reference_batch == pytest.approx(0.02)
+    assert cfg.optim.weight_decay == 1e-4 and cfg.model.config["drop_path"] == 0.4
+    assert cfg.augment.transform == {"flip": False} and cfg.data.options["sampling"] == "segment"
+    assert (cfg.augment.mixup_alpha, cfg.augment.cutmix_alpha) == (0.8, 1.0)  # "the same as in D.1"
+    assert (cfg.data.num_clips, cfg.data.num_crops) == (1, 3) and cfg.model.config["num_classes"] == 174
+
+
+def test_charades_recipe_follows_appendix_d3():
+    """App. D.3: fine-tuned from Kinetics, per-class sigmoid (the multilabel task), SGD, 200 epochs, 8 clips per
+    GPU on 32 GPUs at base lr 0.6 with half-period cosine decay, stochastic depth 0.45, the Kinetics augmentation
+    without Mixup; test scores max-pooled over clips (10 x 3 views, as PySlowFast's Charades test)."""
+    cfg = load_config("charades_mvit_b_16x4")
+    assert cfg.model.task == "multilabel" and cfg.model.config["num_classes"] == 157
+    assert (cfg.optim.name, cfg.optim.epochs, cfg.data.batch_size) == ("sgd", 200, 8)
+    assert cfg.optim.lr * 32 * 8 / cfg.optim.lr_reference_batch == pytest.approx(0.6)
+    assert cfg.optim.weight_decay == 1e-4
+    assert cfg.model.config["drop_path"] == 0.45 and cfg.augment.transform == "default"
+    assert (cfg.augment.mixup_alpha, cfg.augment.cutmix_alpha, cfg.augment.label_smoothing) == (0.0, 0.0, 0.0)
+    assert (cfg.data.num_clips, cfg.data.num_crops, cfg.data.dataset) == (10, 3, "charades")

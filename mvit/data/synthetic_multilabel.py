@@ -18,6 +18,9 @@ A sample is then treated exactly as a Charades video is (the same `mvit.data.cha
 Since a clip covers only part of a video, a single centre clip misses events that occur elsewhere in it,
 which the max over several clips recovers: the reason for App. D.3's test-time pooling, visible here.
 
+Objects are drawn in a random order, so one may pass in front of another and hide it for a frame or two
+while its event is labelled: a little label noise, as in real videos.
+
 The classes are deliberately easy to tell apart (colour alone decides which event it is), so that a small
 MViT learns the set in about a minute on a CPU; what is hard is the multi-label part: several events at
 once, events that start or end within the clip, and targets that change with the clip's position. The
