@@ -33,16 +33,35 @@ def _cpu_step_overrides(name: str, tmp_path) -> list[str]:
     ]
 
 
+def _one_sample(cfg, model_cfg):
+    """One random training sample of the recipe's task and input size."""
+    t, h, w = model_cfg.input_size
+    k = model_cfg.num_classes
+    if cfg.model.task == "detection":  # a clip with boxes and per-box labels, batched by the dataset's collate_fn
+        from mvit.data.synthetic_detection import SyntheticDetectionDataset
+
+        class OneClip(SyntheticDetectionDataset):
+            num_classes = k
+
+            def __getitem__(self, index):
+                clip, target = super().__getitem__(index)
+                labels = torch.zeros(len(target["boxes"]), k)
+                labels[:, -1] = 1.0
+                return clip, {**target, "labels": labels, "gt_labels": labels}
+
+        return OneClip("train", num_samples=1, num_frames=t, size=h)
+    shape = (3, h, w) if t == 1 else (3, t, h, w)
+    labels = torch.eye(k)[[k - 1]] if cfg.model.task == "multilabel" else torch.tensor([k - 1])  # multi-hot or index
+    return TensorDataset(torch.randn(1, *shape), labels)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list_recipes())
 def test_recipe_takes_optimizer_steps_on_the_cpu(name, tmp_path):
     torch.set_num_threads(1)
     cfg = load_config(name, _cpu_step_overrides(name, tmp_path))
     model_cfg = get_config(cfg.model.name, **cfg.model.config)
-    t, h, w = model_cfg.input_size
-    shape = (3, h, w) if t == 1 else (3, t, h, w)
-    data = TensorDataset(torch.randn(1, *shape), torch.tensor([model_cfg.num_classes - 1]))
-    steps = train(cfg, data)["steps"]
+    steps = train(cfg, _one_sample(cfg, model_cfg))["steps"]
     assert len(steps) == cfg.augment.repeat_aug and all(torch.isfinite(torch.tensor(s["loss"])) for s in steps)
     assert steps[0]["lr"] == pytest.approx(cfg.optim.lr / cfg.optim.lr_reference_batch)  # batch 1, no warmup
 
@@ -71,7 +90,13 @@ def test_recipe_data_settings_build_its_datasets(name, data_roots):
     train_set, val_set, test_set = build_datasets(cfg, model_cfg)
     t, h, w = model_cfg.input_size
     clip, label = train_set[0]
-    assert tuple(clip.shape) == ((3, h, w) if t == 1 else (3, t, h, w)) and 0 <= label < model_cfg.num_classes
+    assert tuple(clip.shape) == ((3, h, w) if t == 1 else (3, t, h, w))
+    if cfg.model.task == "detection":  # per-box multi-hot labels
+        assert label["labels"].shape == (len(label["boxes"]), model_cfg.num_classes)
+    elif cfg.model.task == "multilabel":  # a multi-hot row
+        assert tuple(label.shape) == (model_cfg.num_classes,)
+    else:
+        assert 0 <= label < model_cfg.num_classes
     assert val_set[0][0].shape == clip.shape
     if test_set is not None:
         views, _ = test_set[0]

@@ -132,6 +132,7 @@ def eval_loader(cfg: TrainConfig, dataset: Dataset, ctx: Context) -> DataLoader:
         sampler=ShardSampler(len(dataset), ctx.rank, ctx.world_size),  # type: ignore[arg-type]
         num_workers=cfg.data.num_workers,
         pin_memory=ctx.device.type == "cuda",
+        collate_fn=getattr(dataset, "collate_fn", None),  # a dataset whose items need their own batching (detection)
     )
 
 
@@ -284,12 +285,27 @@ def charades_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
     )
 
 
+def synthetic_detection_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
+    """The in-memory detection set `mvit.data.synthetic_detection.SyntheticDetectionDataset` (moving objects whose
+    action is their direction; model.task=detection), ``data.train_size`` and ``data.val_size`` clips, no test views."""
+    from ..data.synthetic_detection import SyntheticDetectionDataset
+
+    d, (t, size, _) = cfg.data, model_cfg.input_size
+
+    def make(split, n):
+        sizes = {"num_samples": n} if n else {}
+        return _construct(SyntheticDetectionDataset, d.options, split=split, num_frames=t, size=size, **sizes)
+
+    return make("train", d.train_size), make("val", d.val_size), None
+
+
 # The one list of dataset names: ``data.dataset`` is checked against these keys (and ``train --help`` lists them).
 DATASETS: dict[str, Callable[[TrainConfig, MViTConfig], Splits]] = {
     "synthetic": synthetic_splits,
     "video": video_splits,
     "digits": digits_splits,
     "imagefolder": imagefolder_splits,
+    "synthetic_detection": synthetic_detection_splits,
     "synthetic_multilabel": synthetic_multilabel_splits,
     "charades": charades_splits,
 }

@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import convert
-from ..model import MViT, build_model
+from ..model import MViT
 from .config import ConfigError, ModelSection
 
 
 def build_model_from_config(section: ModelSection) -> MViT:
-    """``build_model(section.name, **section.config)``."""
-    return build_model(section.name, **section.config)
+    """The network of ``model.task`` (`mvit.engine.tasks.Task.build_model`): ``build_model(section.name,
+    **section.config)``, or for detection the `mvit.detection.MViTDetector` of that preset (an MViT, same
+    state dict)."""
+    from .tasks import get_task
+
+    return get_task(section.task).build_model(section.name, section.config)
 
 
 def load_pretrained(model: MViT, path: str | Path, source: str = "auto") -> list[str]:

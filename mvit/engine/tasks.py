@@ -13,11 +13,15 @@ task               training loss                               test views combin
                    label smoothing), App. D.1                  (§4, App. D.1)              (``top1``)
 ``multilabel``     per-class sigmoid binary cross-entropy,     max over clips of the       mAP over classes
                    no Mixup (App. D.3)                         sigmoid scores (App. D.3)   (``mAP``)
+``detection``      per-box, per-class sigmoid binary           one clip centred on the     AVA frame-mAP
+                   cross-entropy on RoI features (App. D.2)    keyframe (App. D.2)         (``frame_mAP``)
 =================  ==========================================  ==========================  ==============
 
 What a task must provide (a subclass of `Task`, registered in `TASKS` by `register`; the defaults of
 `Task` are the classification ones where that makes sense):
 
+- ``build_model(name, config)``: the network of ``model.name`` with the ``model.config`` overrides
+  (`mvit.build_model`; detection: `mvit.detection.build_detector`, the same state dict).
 - ``name`` (the ``model.task`` value) and ``metric``, the key of the headline number in every result
   (``top1``, ``mAP``): ``mvit eval`` prints it first, the trainer logs ``val_<metric>`` per epoch and
   ``<metric>`` in the test record of ``metrics.jsonl``, and ``summary_keys`` lists the keys shown beside it.
@@ -72,6 +76,11 @@ class Task:
 
     def check(self, cfg: TrainConfig) -> None:
         """Raise `ConfigError` for settings this task cannot honour."""
+
+    def build_model(self, name: str, config: dict) -> nn.Module:
+        from ..model import build_model
+
+        return build_model(name, **config)
 
     def batch_transform(self, cfg: TrainConfig, num_classes: int) -> BatchTransform:
         raise NotImplementedError
@@ -243,6 +252,137 @@ class MultiLabelMeter:
         }
 
 
+class Detection(Task):
+    """Spatio-temporal action detection (AVA): a batch is ``(clips (B, 3, T, H, W), target)`` from
+    `mvit.detection.collate_detection` (the dataset's ``collate_fn``); the model is an
+    `mvit.detection.MViTDetector` called as ``model(clips, boxes)`` -> per-box logits ``(K, C)``. Loss: the
+    per-class sigmoid binary cross-entropy of every box (App. D.2: "a per-class, sigmoid classifier"), no
+    Mixup, CutMix or label smoothing (they mix whole clips, not boxes). Testing is one clip per keyframe
+    (App. D.2), so there are no views to combine. Metric: AVA's frame-level mAP at IoU 0.5 over the classes
+    with ground truth (`mvit.detection.frame_map`), in percent (`DetectionMeter`)."""
+
+    name, metric, summary_keys = "detection", "frame_mAP", ("frame_mAP",)
+    description = "per-box actions on RoI features: per-class sigmoid + binary cross-entropy, AVA frame-mAP"
+
+    def check(self, cfg: TrainConfig) -> None:
+        a = cfg.augment
+        if a.mixup_alpha > 0 or a.cutmix_alpha > 0 or a.label_smoothing > 0:
+            raise ConfigError(
+                "model.task=detection trains on per-box 0/1 targets (paper Appendix D.2), but augment.mixup_alpha="
+                f"{a.mixup_alpha}, augment.cutmix_alpha={a.cutmix_alpha}, augment.label_smoothing={a.label_smoothing}; "
+                "set all three to 0"
+            )
+
+    def build_model(self, name: str, config: dict) -> nn.Module:
+        from ..detection import build_detector
+
+        return build_detector(name, **config)
+
+    def batch_transform(self, cfg: TrainConfig, num_classes: int) -> BatchTransform:
+        def box_labels(inputs, target):
+            labels = target["labels"]
+            if labels.ndim != 2 or labels.shape[1] != num_classes:
+                raise ValueError(
+                    f"model.task=detection needs multi-hot box labels (K, {num_classes}), got {tuple(labels.shape)}"
+                )
+            return inputs, labels.float()
+
+        return box_labels
+
+    def to_device(self, batch, device: torch.device) -> tuple[Any, dict]:
+        clips, target = batch
+        inputs = (clips.to(device, non_blocking=True), [b.to(device) for b in target["boxes"]])
+        return inputs, {**target, "labels": target["labels"].to(device)}
+
+    def clips(self, inputs) -> torch.Tensor:
+        return inputs[0]
+
+    def readable(self, labels: dict) -> torch.Tensor:
+        return torch.ones(len(labels["keys"]), dtype=torch.bool)
+
+    def forward(self, model: nn.Module, inputs) -> torch.Tensor:
+        clips, boxes = inputs
+        return model(clips, boxes)
+
+    def forward_views(self, model: nn.Module, inputs) -> torch.Tensor:
+        raise ConfigError(
+            "model.task=detection tests one clip per keyframe (Appendix D.2); set run.multi_view_eval=false"
+        )
+
+    def combine_views(self, scores: torch.Tensor) -> torch.Tensor:
+        return self.forward_views(None, scores)  # the same refusal
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        from ..detection import detection_loss
+
+        return detection_loss(outputs, targets)
+
+    def scores(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs.float().sigmoid()
+
+    def meter(self, num_classes: int, device: torch.device) -> "DetectionMeter":
+        return DetectionMeter(num_classes)
+
+
+class DetectionMeter:
+    """Keeps, per keyframe, the scored boxes ``(K, 4)`` with their probabilities ``(K, C)`` and box labels, and
+    the ground truth ``(M, 4)`` with its labels ``(M, C)``. Column j is class id ``j + 1`` (AVA's 1-based
+    ids). ``summary``: ``frame_mAP`` (percent; `mvit.detection.frame_map` at IoU 0.5 over the classes with
+    ground truth), ``loss`` (binary cross-entropy of the box probabilities against the box labels),
+    ``per_class_ap`` (percent, NaN for a class without ground truth), ``classes_scored``, ``num_samples``
+    (keyframes) and ``num_boxes``."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.keyframes: list[tuple] = []
+
+    def add(self, scores: torch.Tensor, labels: dict) -> None:
+        scores, box_labels = scores.detach().float().cpu(), labels["labels"].detach().float().cpu()
+        start = 0
+        for key, boxes, gt_boxes, gt_labels in zip(
+            labels["keys"], labels["boxes"], labels["gt_boxes"], labels["gt_labels"]
+        ):
+            end = start + len(boxes)
+            self.keyframes.append((key, boxes.cpu(), scores[start:end], box_labels[start:end], gt_boxes, gt_labels))
+            start = end
+
+    def reduce(self, ctx) -> None:
+        if ctx is not None and ctx.distributed:
+            self.keyframes = [k for part in ctx.gather(self.keyframes) for k in part]
+
+    def count(self) -> int:
+        return len(self.keyframes)
+
+    def summary(self, prefix: str = "") -> dict:
+        import math
+
+        import numpy as np
+
+        from ..detection import frame_map, labelled_detections
+
+        if not self.keyframes:
+            raise ValueError("evaluation saw no keyframes: the loader is empty")
+        ids = np.arange(1, self.num_classes + 1)
+        ground_truth, detections = {}, {}
+        for key, boxes, probabilities, _, gt_boxes, gt_labels in self.keyframes:
+            rows, cols = np.nonzero(gt_labels.numpy() > 0.5)
+            ground_truth[key] = (gt_boxes.numpy()[rows], ids[cols])
+            detections[key] = labelled_detections(boxes, probabilities, ids)
+        result = frame_map(ground_truth, detections, ids)
+        p = torch.cat([k[2] for k in self.keyframes]).double().clamp(1e-12, 1 - 1e-12)
+        y = torch.cat([k[3] for k in self.keyframes]).double()
+        bce = float(-(y * p.log() + (1 - y) * (1 - p).log()).mean()) if p.numel() else float("nan")
+        aps = [result.per_class[int(c)] for c in ids]
+        return {
+            f"{prefix}frame_mAP": 100.0 * result.mean_ap,
+            f"{prefix}loss": bce,
+            f"{prefix}per_class_ap": [100.0 * ap for ap in aps],
+            f"{prefix}classes_scored": sum(not math.isnan(ap) for ap in aps),
+            f"{prefix}num_samples": len(self.keyframes),
+            f"{prefix}num_boxes": len(p),
+        }
+
+
 TASKS: dict[str, Task] = {}
 
 
@@ -254,7 +394,7 @@ def register(task: Task) -> Task:
     return task
 
 
-for _task in (Classification(), MultiLabel()):
+for _task in (Classification(), MultiLabel(), Detection()):
     register(_task)
 
 

@@ -538,6 +538,7 @@ def _train_loader(cfg: TrainConfig, dataset: Dataset, ctx: Context) -> tuple[Epo
         pin_memory=ctx.device.type == "cuda",
         persistent_workers=cfg.data.num_workers > 0,
         generator=torch.Generator(),
+        collate_fn=getattr(dataset, "collate_fn", None),  # a dataset whose items need their own batching (detection)
     )  # its own generator: the global RNG stays untouched
     return order, loader
 
