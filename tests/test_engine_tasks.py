@@ -191,3 +191,30 @@ def test_charades_recipe_follows_appendix_d3():
     assert cfg.model.config["drop_path"] == 0.45 and cfg.augment.transform == "default"
     assert (cfg.augment.mixup_alpha, cfg.augment.cutmix_alpha, cfg.augment.label_smoothing) == (0.0, 0.0, 0.0)
     assert (cfg.data.num_clips, cfg.data.num_crops, cfg.data.dataset) == (10, 3, "charades")
+
+
+def test_cli_train_and_eval_report_the_tasks_metric(tmp_path, capsys):
+    from mvit.cli import main
+
+    tiny = [
+        "model.config.input_size=[4,16,16]",
+        "model.config.embed_dim=8",
+        "data.train_size=16",
+        "data.val_size=8",
+        "data.batch_size=4",
+        "optim.epochs=1",
+        "optim.warmup_epochs=0",
+        "run.progress=false",
+    ]
+    out = tmp_path / "run"
+    assert main(["train", "--config", "cpu_synthetic_multilabel_mvit", "--output-dir", str(out), *tiny]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "val_mAP" in summary and "test_mAP" in summary and "val_top1" not in summary
+    ckpt = str(out / "checkpoint.pt")
+    assert main(["eval", "--config", "cpu_synthetic_multilabel_mvit", "--checkpoint", ckpt, *tiny]) == 0
+    brief = json.loads(capsys.readouterr().out)
+    assert (brief["task"], brief["metric"]) == ("multilabel", "mAP")
+    assert list(brief["val"])[0] == "mAP" and list(brief["test"])[0] == "mAP"
+    assert brief["val"]["mAP"] == pytest.approx(summary["val_mAP"]) and brief["test"]["num_samples"] == 8
+    assert main(["eval", "--config", "cpu_synthetic_mvit", "--checkpoint", ckpt, *tiny]) == 2  # another model's head
+    assert capsys.readouterr().err.startswith("error: ")
