@@ -9,9 +9,9 @@ actions, length``. Only ``id`` and ``actions`` are read: ``actions`` lists the v
 stops at the first bad one with the file and line: a missing column, a bad class id, an unparsable time,
 a start after its end, a duplicated video id.
 
-Targets are frame-level, as in PySlowFast's Charades loader: a clip is labelled with every class that has
-an instance overlapping the clip's time span (`clip_targets`), so a training clip cut from a 30 s video
-is not asked to show actions that happen elsewhere in it. Video-level testing labels the video with all
+Targets are frame-level: a clip is labelled with every class that has an instance overlapping the clip's
+time span (`clip_targets`), so a training clip cut from a 30 s video is not asked to show actions that
+happen elsewhere in it. Video-level testing labels the video with all
 its classes (`video_targets`) and max-pools each class's score over clips (`mvit.engine.tasks`).
 
 `CharadesDataset` reads ``root/videos/<id>.mp4`` (the release's ``Charades_v1_480`` folder, which
