@@ -3,8 +3,13 @@ shrunk where the model is big), and its data settings are accepted by its datase
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+from charades_fakes import make_release
 from torch.utils.data import TensorDataset
 from torchvision.io import write_png
 
@@ -13,7 +18,8 @@ from mvit.data import RepeatAugSampler, synthetic
 from mvit.engine import list_recipes, load_config, train
 from mvit.engine.inputs import build_datasets
 
-SMALL_INPUT = {"video": [4, 64, 64], "imagefolder": [1, 64, 64]}  # the paper-scale recipes, shrunk
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_scripts"))  # the scripts import `_common`
+SMALL_INPUT = {"video": [4, 64, 64], "charades": [4, 64, 64], "imagefolder": [1, 64, 64]}  # paper-scale, shrunk
 
 
 def _cpu_step_overrides(name: str, tmp_path) -> list[str]:
@@ -68,14 +74,18 @@ def test_recipe_takes_optimizer_steps_on_the_cpu(name, tmp_path):
 
 @pytest.fixture(scope="module")
 def data_roots(tmp_path_factory):
-    """A 2-video dataset folder (train.csv, val.csv) and a 2-class image folder tree."""
+    """A 2-video dataset folder (train.csv, val.csv), a 2-class image folder tree and a Charades folder written
+    by data_scripts/charades.py from a fake release."""
     root = tmp_path_factory.mktemp("data")
+    release = make_release(root / "charades_release")
+    args = ["--videos", str(release["videos"]), "--annotations", str(release["annotations"])]
+    assert importlib.import_module("charades").main([*args, "--out", str(root / "charades")]) == 0
     synthetic.generate(root / "videos", num_train=2, num_val=2, num_frames=16, size=32, seed=0)
     for split in ("train", "val"):
         for c in ("a", "b"):
             (root / "images" / split / c).mkdir(parents=True)
             write_png(torch.randint(0, 255, (3, 40, 48), dtype=torch.uint8), str(root / "images" / split / c / "0.png"))
-    return {"video": root / "videos", "imagefolder": root / "images"}
+    return {"video": root / "videos", "imagefolder": root / "images", "charades": root / "charades"}
 
 
 @pytest.mark.parametrize("name", list_recipes())
