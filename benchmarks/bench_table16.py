@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -34,9 +33,10 @@ import torch
 import torch.nn.functional as F
 
 import mvit
-from mvit.complexity import peak_memory
+from mvit.complexity import peak_memory, wall_time
 from mvit.engine.distributed import autocast
 from mvit.engine.optim import param_groups
+from mvit.notebook import cpu_name
 
 # label: (preset, overrides, paper clips/s, paper training memory in GB; None where the paper gives one per model)
 ROWS = {
@@ -49,16 +49,7 @@ ROWS = {
 
 
 def hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        if names:
-            return names[0]
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
 def make_step(model: torch.nn.Module, batch: int, device: torch.device, precision: str):
@@ -84,17 +75,6 @@ def make_step(model: torch.nn.Module, batch: int, device: torch.device, precisio
     return step
 
 
-def timed(step, device: torch.device) -> float:
-    """Wall time of one call of `step` (CUDA synchronised before and after)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
 def measure_one(label: str, args: argparse.Namespace) -> dict:
     """In this process: time and memory of `label`'s training step."""
     device = torch.device(args.device)
@@ -107,7 +87,7 @@ def measure_one(label: str, args: argparse.Namespace) -> dict:
         step()
     times, peaks = [], []
     for _ in range(args.steps):  # each timed step also gives the memory it adds
-        peaks.append(peak_memory(lambda: times.append(timed(step, device)), device))
+        peaks.append(peak_memory(lambda: times.append(wall_time(step, device)), device))
     if device.type == "cuda":
         process_peak = torch.cuda.max_memory_allocated(device)
     else:  # peak resident set size; Linux reports kilobytes

@@ -36,7 +36,7 @@ import torch
 import torchvision
 
 from mvit import build_model
-from mvit.complexity import measure
+from mvit.complexity import measure, wall_time
 from mvit.data import MixupCutmix, smooth_one_hot
 from mvit.engine.distributed import autocast
 from mvit.engine.loss import soft_target_cross_entropy
@@ -60,16 +60,6 @@ def make_step(model: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor, de
         optimizer.zero_grad(set_to_none=True)
 
     return step
-
-
-def timed(step, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def engine_overhead(rounds: int, train_size: int, epochs: int) -> dict:
@@ -275,7 +265,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):  # alternate: ours, torchvision, ours, ...
         for name, step in steps.items():
-            times[name].append(timed(step, device))
+            times[name].append(wall_time(step, device))
     result = {
         "device": torch.cuda.get_device_name(device)
         if cuda

@@ -298,18 +298,19 @@ def measure(
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     device = torch.device(device)
-    on_cuda = device.type == "cuda"
-
-    def call() -> None:
-        fn()
-        if on_cuda:
-            torch.cuda.synchronize(device)
-
     for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
+        wall_time(fn, device)
+    times = [wall_time(fn, device) for _ in range(repeats)]
     return Measurement(statistics.median(times), times, peak_memory(fn, device), str(device))
+
+
+def wall_time(fn: Callable[[], object], device: "str | torch.device" = "cpu") -> float:
+    """Seconds one call of `fn` takes, CUDA synchronised before and after (so that queued kernels count)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start

@@ -265,6 +265,9 @@ _TINY_IMAGE = dict(
     pool_kernel=(1, 3, 3),
     pos_embed="joint",
 )
+# What turns a tiny MViT into the ViT of similar size it is compared with: one stage, no pooling, a wider
+# embedding, non-overlapping patches (each preset sets their size)
+_TINY_VIT = dict(embed_dim=64, num_heads=2, stage_depths=(4,), q_stride=None, kv_stride=None, patch_padding=(0, 0, 0))
 
 PRESETS: dict[str, tuple[str, dict]] = {
     "mvit_b_16x4": ("MViT-B 16x4, conv pooling, Kinetics-400 (Tables 3b, 4)", {}),
@@ -308,33 +311,12 @@ PRESETS: dict[str, tuple[str, dict]] = {
     "mvit_tiny": ("a small video MViT for CPU experiments (this book)", dict(_TINY_VIDEO)),
     "vit_tiny": (
         "a ViT of similar size to mvit_tiny, no pooling (this book)",
-        dict(
-            _TINY_VIDEO,
-            embed_dim=64,
-            num_heads=2,
-            stage_depths=(4,),
-            q_stride=None,
-            kv_stride=None,
-            patch_kernel=(2, 8, 8),
-            patch_stride=(2, 8, 8),
-            patch_padding=(0, 0, 0),
-            pos_embed="joint",
-        ),
+        dict(_TINY_VIDEO, **_TINY_VIT, patch_kernel=(2, 8, 8), patch_stride=(2, 8, 8), pos_embed="joint"),
     ),
     "mvit_tiny_img": ("a small image MViT for CPU experiments (this book)", dict(_TINY_IMAGE)),
     "vit_tiny_img": (
         "a ViT of similar size to mvit_tiny_img, no pooling (this book)",
-        dict(
-            _TINY_IMAGE,
-            embed_dim=64,
-            num_heads=2,
-            stage_depths=(4,),
-            q_stride=None,
-            kv_stride=None,
-            patch_kernel=(1, 4, 4),
-            patch_stride=(1, 4, 4),
-            patch_padding=(0, 0, 0),
-        ),
+        dict(_TINY_IMAGE, **_TINY_VIT, patch_kernel=(1, 4, 4), patch_stride=(1, 4, 4)),
     ),
 }
 
