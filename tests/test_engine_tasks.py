@@ -218,3 +218,47 @@ def test_cli_train_and_eval_report_the_tasks_metric(tmp_path, capsys):
     assert brief["val"]["mAP"] == pytest.approx(summary["val_mAP"]) and brief["test"]["num_samples"] == 8
     assert main(["eval", "--config", "cpu_synthetic_mvit", "--checkpoint", ckpt, *tiny]) == 2  # another model's head
     assert capsys.readouterr().err.startswith("error: ")
+
+
+DDP_EVAL = """
+import sys, torch
+from torch.utils.data import TensorDataset
+from mvit.engine import distributed, evaluate, load_config
+from mvit.engine.inputs import eval_loader
+torch.set_num_threads(1)
+ctx = distributed.setup("cpu")
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 2 * 8 * 8, 5))
+g = torch.Generator().manual_seed(1)
+x, y = torch.randn(13, 3, 2, 8, 8, generator=g), (torch.rand(13, 5, generator=g) < 0.4).float()
+cfg = load_config(None, ["data.batch_size=3", "data.num_workers=0"])
+result = evaluate(model, eval_loader(cfg, TensorDataset(x, y), ctx), num_classes=5, ctx=ctx, task="multilabel")
+if ctx.is_main:
+    torch.save(result, sys.argv[1])
+distributed.teardown(ctx)
+"""
+
+
+@pytest.mark.slow
+def test_multilabel_evaluation_under_ddp_gathers_every_shard(tmp_path):
+    """Two processes each score their shard; the gathered mAP equals that of one process over all samples."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_eval.py"
+    script.write_text(DDP_EVAL)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    for args, out in ((run, "ddp.pt"), ([], "one.pt")):
+        done = subprocess.run(
+            [sys.executable, *args, str(script), str(tmp_path / out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    ddp, one = (torch.load(tmp_path / name, weights_only=False) for name in ("ddp.pt", "one.pt"))
+    assert ddp["num_samples"] == one["num_samples"] == 13
+    assert ddp["mAP"] == pytest.approx(one["mAP"], abs=1e-9) and ddp["loss"] == pytest.approx(one["loss"])
