@@ -198,7 +198,7 @@ def video_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
     ``data_scripts/make_synthetic.py`` is such a folder."""
     from ..data import VideoDataset
 
-    d, (t, size, _) = cfg.data, model_cfg.input_size
+    d = cfg.data
     root = _root(d.root, d.dataset)
     annotations = {split: root / f"{split}.csv" for split in ("train", "val")}
     for path in annotations.values():
@@ -207,8 +207,18 @@ def video_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
                 f"data.root={str(root)!r} has no {path.name}; a video dataset folder holds train.csv "
                 "and val.csv (lines 'relative/path.mp4 label'), see data_scripts/"
             )
+    return _annotated_splits(VideoDataset, cfg, model_cfg, annotations, video_root=root)
+
+
+def _annotated_splits(
+    cls: type, cfg: TrainConfig, model_cfg: MViTConfig, annotations: dict, video_root: Path
+) -> Splits:
+    """`cls` (`mvit.data.VideoDataset` or a subclass) over ``annotations["train"]`` in ``"train"`` mode (with
+    ``augment.transform``), and over ``annotations["val"]`` twice: clip-level ``"val"`` and multi-view ``"test"``
+    (``data.num_clips x data.num_crops`` views)."""
+    d, (t, size, _) = cfg.data, model_cfg.input_size
     common = dict(
-        video_root=root,
+        video_root=video_root,
         num_frames=t,
         sampling_rate=d.sampling_rate,
         crop_size=size,
@@ -218,11 +228,9 @@ def video_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
     )  # labels are checked against the model's head
     augmentation = _augmentation(cfg.augment.transform)
     return (
-        _construct(
-            VideoDataset, d.options, annotation_file=annotations["train"], mode="train", **augmentation, **common
-        ),
-        _construct(VideoDataset, d.options, annotation_file=annotations["val"], mode="val", **common),
-        _construct(VideoDataset, d.options, annotation_file=annotations["val"], mode="test", **common),
+        _construct(cls, d.options, annotation_file=annotations["train"], mode="train", **augmentation, **common),
+        _construct(cls, d.options, annotation_file=annotations["val"], mode="val", **common),
+        _construct(cls, d.options, annotation_file=annotations["val"], mode="test", **common),
     )
 
 
@@ -257,7 +265,7 @@ def charades_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
     the test set is ``val.csv`` in multi-view mode (``data.num_clips x data.num_crops`` views)."""
     from ..data import CharadesDataset
 
-    d, (t, size, _) = cfg.data, model_cfg.input_size
+    d = cfg.data
     root = _root(d.root, d.dataset)
     annotations = {split: root / f"{split}.csv" for split in ("train", "val")}
     for path in (*annotations.values(), root / "videos"):
@@ -266,23 +274,7 @@ def charades_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
                 f"data.root={str(root)!r} has no {path.name}; prepare it with data_scripts/charades.py (train.csv, "
                 "val.csv and videos/ from the official release)"
             )
-    common = dict(
-        video_root=root / "videos",
-        num_frames=t,
-        sampling_rate=d.sampling_rate,
-        crop_size=size,
-        num_clips=d.num_clips,
-        num_crops=d.num_crops,
-        num_classes=model_cfg.num_classes,
-    )
-    augmentation = _augmentation(cfg.augment.transform)
-    return (
-        _construct(
-            CharadesDataset, d.options, annotation_file=annotations["train"], mode="train", **augmentation, **common
-        ),
-        _construct(CharadesDataset, d.options, annotation_file=annotations["val"], mode="val", **common),
-        _construct(CharadesDataset, d.options, annotation_file=annotations["val"], mode="test", **common),
-    )
+    return _annotated_splits(CharadesDataset, cfg, model_cfg, annotations, video_root=root / "videos")
 
 
 def synthetic_detection_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
