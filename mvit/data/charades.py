@@ -234,11 +234,10 @@ class CharadesDataset(VideoDataset):
                 raise UnreadableFile(self.root / path, "the file states no frame rate, so frames have no times")
             clips = self.clip_indices(len(video))
             frames = video.get_frames(np.concatenate(clips))
-        views = [self.transform(chunk) for chunk in np.split(frames, len(clips))]
+        views = torch.cat([self.transform(chunk) for chunk in np.split(frames, len(clips))])  # (views, 3, T, c, c)
         if self.mode == "test":
-            return torch.cat(views), video_targets(actions, self.num_classes)
-        target = clip_targets(actions, *frame_span(clips[0], fps), self.num_classes)
-        return (views[0] if views[0].ndim == 4 else views[0][0]), target
+            return views, video_targets(actions, self.num_classes)
+        return views[0], clip_targets(actions, *frame_span(clips[0], fps), self.num_classes)
 
     def __getitem__(self, index: int):
         item, target = super().__getitem__(index)
