@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from ava_fakes import make_release as make_ava_release
+from ava_fakes import script_args as ava_script_args
 from charades_fakes import make_release
 from torch.utils.data import TensorDataset
 from torchvision.io import write_png
@@ -19,7 +21,12 @@ from mvit.engine import list_recipes, load_config, train
 from mvit.engine.inputs import build_datasets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_scripts"))  # the scripts import `_common`
-SMALL_INPUT = {"video": [4, 64, 64], "charades": [4, 64, 64], "imagefolder": [1, 64, 64]}  # paper-scale, shrunk
+SMALL_INPUT = {
+    "video": [4, 64, 64],
+    "charades": [4, 64, 64],
+    "ava": [4, 64, 64],
+    "imagefolder": [1, 64, 64],
+}  # paper-scale, shrunk
 
 
 def _cpu_step_overrides(name: str, tmp_path) -> list[str]:
@@ -80,12 +87,19 @@ def data_roots(tmp_path_factory):
     release = make_release(root / "charades_release")
     args = ["--videos", str(release["videos"]), "--annotations", str(release["annotations"])]
     assert importlib.import_module("charades").main([*args, "--out", str(root / "charades")]) == 0
+    ava = make_ava_release(root / "ava_release")
+    assert importlib.import_module("ava").main(ava_script_args(ava, root / "ava")) == 0
     synthetic.generate(root / "videos", num_train=2, num_val=2, num_frames=16, size=32, seed=0)
     for split in ("train", "val"):
         for c in ("a", "b"):
             (root / "images" / split / c).mkdir(parents=True)
             write_png(torch.randint(0, 255, (3, 40, 48), dtype=torch.uint8), str(root / "images" / split / c / "0.png"))
-    return {"video": root / "videos", "imagefolder": root / "images", "charades": root / "charades"}
+    return {
+        "video": root / "videos",
+        "imagefolder": root / "images",
+        "charades": root / "charades",
+        "ava": root / "ava",
+    }
 
 
 @pytest.mark.parametrize("name", list_recipes())
@@ -94,6 +108,8 @@ def test_recipe_data_settings_build_its_datasets(name, data_roots):
     overrides = [f"data.root={data_roots[cfg.data.dataset]}"] if cfg.data.dataset in data_roots else []
     if cfg.data.dataset == "imagefolder":
         overrides.append("model.config.num_classes=2")
+    if cfg.data.dataset == "ava":
+        overrides.append("model.config.num_classes=3")  # the fake release's label map
     shrink = SMALL_INPUT.get(cfg.data.dataset)
     cfg = load_config(name, overrides + ([f"model.config.input_size={shrink}"] if shrink else []))
     model_cfg = get_config(cfg.model.name, **cfg.model.config)

@@ -291,6 +291,22 @@ def synthetic_detection_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Split
     return make("train", d.train_size), make("val", d.val_size), None
 
 
+def ava_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
+    """`mvit.data.ava.AVADataset` over the folder ``data_scripts/ava.py`` writes (``data.root``): train keyframes
+    with ground truth and proposals at IoU >= 0.9, val keyframes scored on the proposals; one clip per keyframe
+    (no test views). ``data.sampling_rate`` is counted in frames at 30 fps."""
+    from ..data.ava import AVADataset
+
+    d, (t, size, _) = cfg.data, model_cfg.input_size
+    root = _root(d.root, d.dataset)
+    common = dict(root=root, num_frames=t, sampling_rate=d.sampling_rate, crop_size=size)
+    return (
+        _construct(AVADataset, d.options, mode="train", **common),
+        _construct(AVADataset, d.options, mode="val", **common),
+        None,
+    )
+
+
 # The one list of dataset names: ``data.dataset`` is checked against these keys (and ``train --help`` lists them).
 DATASETS: dict[str, Callable[[TrainConfig, MViTConfig], Splits]] = {
     "synthetic": synthetic_splits,
@@ -298,6 +314,7 @@ DATASETS: dict[str, Callable[[TrainConfig, MViTConfig], Splits]] = {
     "digits": digits_splits,
     "imagefolder": imagefolder_splits,
     "synthetic_detection": synthetic_detection_splits,
+    "ava": ava_splits,
     "synthetic_multilabel": synthetic_multilabel_splits,
     "charades": charades_splits,
 }
