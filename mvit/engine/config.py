@@ -64,7 +64,7 @@ class ModelSection:
     task: str = key(
         "classification",
         "what the head learns and how it is scored, a key of mvit.engine.tasks.TASKS: classification (softmax, "
-        "top-1/top-5) or multilabel (per-class sigmoid, mAP)",
+        "top-1/top-5), multilabel (per-class sigmoid, mAP) or detection (per-box sigmoid on RoIs, AVA frame-mAP)",
         choices=_task_names,
     )
 
