@@ -1,6 +1,6 @@
-"""Video and image data: decoding (PyAV, decord for long videos), clip sampling, datasets, the paper's
-augmentations, Mixup/CutMix, repeated augmentation, and a synthetic video dataset (paper §4, §5,
-Appendix D)."""
+"""Video and image data: decoding (PyAV, decord for long videos), clip sampling, datasets (Kinetics-style
+annotation files, Charades' multi-label CSVs), the paper's augmentations, Mixup/CutMix, repeated augmentation,
+and synthetic video datasets (temporal classes; overlapping multi-label events) (paper §4, §5, Appendix D)."""
 
 from . import charades, synthetic, synthetic_multilabel
 from .annotations import AnnotationError, annotation_line, read_annotation_file, read_class_folders
