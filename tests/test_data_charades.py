@@ -105,6 +105,7 @@ def test_dataset_items_per_mode(release, tmp_path):
     clip, target = train_set[0]
     assert clip.shape == (3, 4, 16, 16) and target.shape == (157,) and set(target.unique().tolist()) <= {0.0, 1.0}
     val = CharadesDataset(release["annotations"] / "Charades_v1_test.csv", mode="val", **common)
+    assert FPS == 24.0  # the fake release's frame rate, which the times below assume
     # centre clip of 48 frames, 4 frames 2 apart: frames 20..26, i.e. [0.833, 1.083] s: c156 (0-2 s) and c003 (1-1.5 s)
     _, target = val[0]
     assert target.nonzero().flatten().tolist() == [3, 156]
@@ -267,4 +268,3 @@ def test_synthetic_multilabel_is_registered_and_checks_its_arguments():
         SyntheticMultiLabelDataset(num_frames=16, video_frames=8)
     with pytest.raises(ValueError, match="prevalence"):
         SyntheticMultiLabelDataset(prevalence=1.5)
-    assert FPS == 24.0  # the fake release's frame rate, which the targets above assume
