@@ -156,13 +156,20 @@ def synthetic_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
     ``data.val_size`` clips."""
     from ..data import SyntheticVideoDataset
 
+    return (
+        _generated(SyntheticVideoDataset, cfg, model_cfg, "train"),
+        _generated(SyntheticVideoDataset, cfg, model_cfg, "val"),
+        None,
+    )
+
+
+def _generated(cls: type, cfg: TrainConfig, model_cfg: MViTConfig, split: str, **kwargs) -> Dataset:
+    """The `split` of an in-memory dataset `cls` that generates its clips: ``model.config.input_size`` clips,
+    ``data.train_size`` (train) or ``data.val_size`` (val) of them (None: the dataset's default), `kwargs` more."""
     d, (t, size, _) = cfg.data, model_cfg.input_size
-
-    def make(split, n):
-        sizes = {"num_samples": n} if n else {}
-        return _construct(SyntheticVideoDataset, d.options, split=split, num_frames=t, size=size, **sizes)
-
-    return make("train", d.train_size), make("val", d.val_size), None
+    n = d.train_size if split == "train" else d.val_size
+    sizes = {"num_samples": n} if n else {}
+    return _construct(cls, d.options, split=split, num_frames=t, size=size, **sizes, **kwargs)
 
 
 def digits_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
@@ -240,23 +247,12 @@ def synthetic_multilabel_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Spli
     ``data.num_clips`` clips of the validation videos for the video-level test; ``data.sampling_rate`` apart."""
     from ..data import SyntheticMultiLabelDataset
 
-    d, (t, size, _) = cfg.data, model_cfg.input_size
-
-    def make(split, n, **mode):
-        sizes = {"num_samples": n} if n else {}
-        return _construct(
-            SyntheticMultiLabelDataset,
-            d.options,
-            split=split,
-            num_frames=t,
-            size=size,
-            sampling_rate=d.sampling_rate,
-            num_clips=d.num_clips,
-            **sizes,
-            **mode,
-        )
-
-    return make("train", d.train_size), make("val", d.val_size), make("val", d.val_size, mode="test")
+    views = dict(sampling_rate=cfg.data.sampling_rate, num_clips=cfg.data.num_clips)
+    return (
+        _generated(SyntheticMultiLabelDataset, cfg, model_cfg, "train", **views),
+        _generated(SyntheticMultiLabelDataset, cfg, model_cfg, "val", **views),
+        _generated(SyntheticMultiLabelDataset, cfg, model_cfg, "val", mode="test", **views),
+    )
 
 
 def charades_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
@@ -282,13 +278,11 @@ def synthetic_detection_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Split
     action is their direction; model.task=detection), ``data.train_size`` and ``data.val_size`` clips, no test views."""
     from ..data.synthetic_detection import SyntheticDetectionDataset
 
-    d, (t, size, _) = cfg.data, model_cfg.input_size
-
-    def make(split, n):
-        sizes = {"num_samples": n} if n else {}
-        return _construct(SyntheticDetectionDataset, d.options, split=split, num_frames=t, size=size, **sizes)
-
-    return make("train", d.train_size), make("val", d.val_size), None
+    return (
+        _generated(SyntheticDetectionDataset, cfg, model_cfg, "train"),
+        _generated(SyntheticDetectionDataset, cfg, model_cfg, "val"),
+        None,
+    )
 
 
 def ava_splits(cfg: TrainConfig, model_cfg: MViTConfig) -> Splits:
