@@ -268,3 +268,31 @@ def test_synthetic_multilabel_is_registered_and_checks_its_arguments():
         SyntheticMultiLabelDataset(num_frames=16, video_frames=8)
     with pytest.raises(ValueError, match="prevalence"):
         SyntheticMultiLabelDataset(prevalence=1.5)
+
+
+def test_generated_multilabel_set_runs_through_the_charades_pipeline(tmp_path):
+    from mvit.data.synthetic_multilabel import generate
+
+    torch.set_num_threads(1)
+    paths = generate(tmp_path / "ml", num_train=4, num_val=6, size=32, seed=3)
+    assert read_charades_csv(paths["val"], num_classes=6)[0].id == "val000000"
+    memory = SyntheticMultiLabelDataset("val", 6, num_frames=8, size=32, seed=3)
+    files = CharadesDataset(paths["val"], paths["root"] / "videos", "val", 8, 1, 32, num_classes=6, test_short_side=32)
+    for i in range(6):
+        (clip, target), (clip_file, target_file) = memory[i], files[i]
+        assert torch.equal(target, target_file)  # same events, same frame times (i / 8 s)
+        assert (clip - clip_file).abs().mean() < 0.1  # the same frames up to compression (normalised units)
+    assert generate(tmp_path / "ml", num_train=4, num_val=6, size=32, seed=3) == paths  # resumes
+    with pytest.raises(ValueError, match="made with"):
+        generate(tmp_path / "ml", size=32, seed=4)
+    overrides = [
+        "data.dataset=charades",
+        f"data.root={paths['root']}",
+        "data.batch_size=2",
+        "optim.epochs=1",
+        "optim.warmup_epochs=0",
+        "run.progress=false",
+        f"run.output_dir={tmp_path / 'run'}",
+    ]
+    history = train(load_config("cpu_synthetic_multilabel_mvit", overrides))
+    assert history["epochs"][0]["val_num_samples"] == 6 and history["test"]["num_samples"] == 6

@@ -15,6 +15,10 @@ A sample is then treated exactly as a Charades video is (the same `mvit.data.cha
 - video-level testing takes `num_clips` clips spread over the video, labels the video with every event it
   holds (`video_targets`) and max-pools each class's score over the clips (`mvit.engine.tasks`).
 
+`SyntheticMultiLabelDataset` renders the videos in memory; `generate` writes them as mp4 files with
+Charades-format annotation files, so that the Charades pipeline (`mvit.data.CharadesDataset`,
+``data.dataset=charades``) runs on them unchanged.
+
 Since a clip covers only part of a video, a single centre clip misses events that occur elsewhere in it,
 which the max over several clips recovers: the reason for App. D.3's test-time pooling, visible here.
 
@@ -30,10 +34,15 @@ puts positives at random places), so a model must beat the prevalence of the tar
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from .charades import Action, clip_targets, frame_span, video_targets
+from .encoding import write_video
 from .sampling import stride_clip, uniform_positions
 from .synthetic import SHAPES, SPLITS
 from .transforms import KINETICS_MEAN, KINETICS_STD, frames_to_tensor, normalize
@@ -171,3 +180,61 @@ class SyntheticMultiLabelDataset(torch.utils.data.Dataset):
         if self.mode == "test":
             return torch.stack([self._clip(frames[c]) for c in clips]), video_targets(events, self.num_classes)
         return self._clip(frames[clips[0]]), clip_targets(events, *frame_span(clips[0], FPS), self.num_classes)
+
+
+CSV_HEADER = "id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length"
+
+
+def charades_actions(events: tuple[Action, ...]) -> str:
+    """Events in the ``actions`` field format of the Charades CSVs: ``c001 0.250 1.125;c004 ...``."""
+    return ";".join(f"c{e.label:03d} {e.start:.3f} {e.end:.3f}" for e in events)
+
+
+def generate(
+    out_dir: str | os.PathLike,
+    num_train: int = 400,
+    num_val: int = 100,
+    video_frames: int = 24,
+    size: int = 32,
+    seed: int = 0,
+    prevalence: float = 0.35,
+) -> dict[str, Path]:
+    """Write the set in the layout `mvit.data.CharadesDataset` reads (the one ``data_scripts/charades.py`` writes):
+    ``out_dir/videos/<id>.mp4`` at `FPS` frames per second, ``train.csv`` and ``val.csv`` with the official
+    Charades columns (``actions`` as ``cNNN start end;...``, class ``cNNN`` = event NNN) and ``classes.txt``.
+    Train with ``data.dataset=charades data.root=out_dir model.config.num_classes=6``: the clips and targets are
+    those of `SyntheticMultiLabelDataset` up to video compression. Resumable: existing videos are kept (files
+    appear whole or not at all); `out_dir` remembers its settings in ``synthetic_multilabel.json`` and
+    resuming with other settings is an error. Returns the paths ``{"root", "train", "val", "classes"}``."""
+    if size % 2:
+        raise ValueError(f"size must be even (mp4 stores colour at half resolution), got {size}")
+    out_dir = Path(out_dir)
+    settings = dict(video_frames=video_frames, size=size, seed=seed, prevalence=prevalence)
+    record = out_dir / "synthetic_multilabel.json"
+    if record.exists() and json.loads(record.read_text()) != settings:
+        raise ValueError(
+            f"{out_dir} holds a synthetic multi-label set made with {json.loads(record.read_text())}, not {settings}; "
+            "use another folder or delete this one"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(settings))
+    paths = {
+        "root": out_dir,
+        "train": out_dir / "train.csv",
+        "val": out_dir / "val.csv",
+        "classes": out_dir / "classes.txt",
+    }
+    for split, count in (("train", num_train), ("val", num_val)):
+        rows = [CSV_HEADER]
+        for index in range(count):
+            video_id = f"{split}{index:06d}"
+            frames, events = render_sample(split, index, video_frames, size, seed, prevalence)
+            target = out_dir / "videos" / f"{video_id}.mp4"
+            if not target.exists():
+                write_video(target, frames, FPS)
+            rows.append(f"{video_id},,,,,,,,,{charades_actions(events)},{video_frames / FPS:.3f}")
+        tmp = paths[split].with_name(paths[split].name + ".tmp")
+        tmp.write_text("".join(f"{row}\n" for row in rows))
+        tmp.replace(paths[split])
+    paths["classes"].write_text("".join(f"c{i:03d} {name}\n" for i, name in enumerate(EVENTS)))
+    return paths
