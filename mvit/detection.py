@@ -303,17 +303,22 @@ def collate_detection(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[torch
     A sample is ``(clip (3, T, H, W), target)`` with ``target = {"key": keyframe key, "boxes": (K, 4) the
     boxes to classify (training: ground truth and proposals; evaluation: the detector's proposals),
     "labels": (K, C) their multi-hot targets, "gt_boxes": (M, 4), "gt_labels": (M, C) the keyframe's
-    ground truth}``. The batch is ``(clips (B, 3, T, H, W), {"keys": [B], "boxes": [B x (K_b, 4)],
-    "labels": (sum K_b, C), "gt_boxes": [B x (M_b, 4)], "gt_labels": [B x (M_b, C)]})``."""
+    ground truth}``, and optionally ``"evaluated": (C,) bool``, the label columns the metric scores (AVA
+    evaluates 60 of its 80 actions; default all). The batch is ``(clips (B, 3, T, H, W), {"keys": [B],
+    "boxes": [B x (K_b, 4)], "labels": (sum K_b, C), "gt_boxes": [B x (M_b, 4)], "gt_labels": [B x (M_b, C)]
+    [, "evaluated": (C,)]})``."""
     clips = torch.stack([clip for clip, _ in batch])
     targets = [target for _, target in batch]
-    return clips, {
+    collated = {
         "keys": [t["key"] for t in targets],
         "boxes": [t["boxes"] for t in targets],
         "labels": torch.cat([t["labels"] for t in targets]),
         "gt_boxes": [t["gt_boxes"] for t in targets],
         "gt_labels": [t["gt_labels"] for t in targets],
     }
+    if "evaluated" in targets[0]:
+        collated["evaluated"] = targets[0]["evaluated"]
+    return clips, collated
 
 
 def detection_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

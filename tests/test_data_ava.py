@@ -171,6 +171,7 @@ def test_data_script_end_to_end_into_the_recipe(release, tmp_path, capsys):
     assert len(val) == 1 and target["boxes"].shape == (1, 4)
     assert target["labels"].tolist() == [[0, 1, 0]]  # class 3 is not evaluated: dropped from the val truth
     assert target["gt_labels"].tolist() == [[0, 1, 0]]
+    assert target["evaluated"].tolist() == [True, True, False]  # the metric scores classes 1 and 2 only
 
     # the recipe trains and evaluates on this folder (input shrunk, one step)
     from mvit.engine import load_config

@@ -53,3 +53,25 @@ def test_detection_refuses_mixup_and_views():
 
     with pytest.raises(ConfigError, match="one clip per keyframe"):
         get_task("detection").combine_views(torch.zeros(1, 2, 3))
+
+
+def test_meter_scores_only_the_evaluated_classes_and_they_alone_compete_for_the_top_50():
+    """One keyframe, 26 boxes x 2 classes = 52 labelled detections; the one true box of class 1 has the lowest
+    class-1 score. With class 2 evaluated, its 26 high scores push that box out of the 50 kept (AP 0); with
+    class 2 not evaluated (as AVA drops its 20 unevaluated actions first), all 26 class-1 rows stay and the
+    true positive comes last (AP 1/26)."""
+    from mvit.engine.tasks import DetectionMeter
+
+    boxes = torch.tensor([[0.03 * i, 0.0, 0.03 * i + 0.02, 0.1] for i in range(26)])
+    probabilities = torch.cat([torch.full((26, 1), 0.5), torch.full((26, 1), 0.9)], dim=1)
+    probabilities[0, 0] = 0.1
+    gt_labels = torch.tensor([[1.0, 1.0]])
+    target = {"keys": [0], "boxes": [boxes], "labels": torch.zeros(26, 2), "gt_boxes": [boxes[:1]]}
+    both = DetectionMeter(2)
+    both.add(probabilities, {**target, "gt_labels": [gt_labels]})
+    assert both.summary()["per_class_ap"][0] == pytest.approx(0.0)
+    first = DetectionMeter(2)
+    first.add(probabilities, {**target, "gt_labels": [gt_labels], "evaluated": torch.tensor([True, False])})
+    summary = first.summary()
+    assert summary["per_class_ap"][0] == pytest.approx(100 / 26) and summary["classes_scored"] == 1
+    assert summary["frame_mAP"] == pytest.approx(100 / 26)

@@ -240,7 +240,8 @@ class AVADataset(torch.utils.data.Dataset):
 
     Items ``(clip float (3, T, S, S), target)`` for `mvit.detection.collate_detection` (the ``collate_fn``):
     ``target = {"key": (video_id, timestamp), "boxes": (K, 4), "labels": (K, C), "gt_boxes": (M, 4),
-    "gt_labels": (M, C)}``, label column j is action id ``class_ids[j]`` (the label map's ids, sorted).
+    "gt_labels": (M, C), "evaluated": (C,) bool}``, label column j is action id ``class_ids[j]`` (the label
+    map's ids, sorted); ``evaluated`` marks the columns of ``evaluated_class_ids``.
     ``mode="train"``: the keyframes with ground truth, boxes = `training_boxes`; ``"val"``: the annotated
     keyframes, boxes = the proposals with score >= `min_proposal_score` (PySlowFast's
     ``DETECTION_SCORE_THRESH``), ground truth restricted to the evaluated classes.
@@ -349,4 +350,5 @@ class AVADataset(torch.utils.data.Dataset):
             boxes_t = torch.stack([1 - boxes_t[:, 2], boxes_t[:, 1], 1 - boxes_t[:, 0], boxes_t[:, 3]], dim=1)
             gt_t = torch.stack([1 - gt_t[:, 2], gt_t[:, 1], 1 - gt_t[:, 0], gt_t[:, 3]], dim=1)
         target = {"key": key, "boxes": boxes_t, "labels": labels, "gt_boxes": gt_t, "gt_labels": gt_labels}
+        target["evaluated"] = self._evaluated.bool()  # the metric scores only the evaluated classes
         return clip.permute(1, 0, 2, 3).contiguous(), target

@@ -327,16 +327,21 @@ class Detection(Task):
 class DetectionMeter:
     """Keeps, per keyframe, the scored boxes ``(K, 4)`` with their probabilities ``(K, C)`` and box labels, and
     the ground truth ``(M, 4)`` with its labels ``(M, C)``. Column j is class id ``j + 1`` (AVA's 1-based
-    ids). ``summary``: ``frame_mAP`` (percent; `mvit.detection.frame_map` at IoU 0.5 over the classes with
-    ground truth), ``loss`` (binary cross-entropy of the box probabilities against the box labels),
-    ``per_class_ap`` (percent, NaN for a class without ground truth), ``classes_scored``, ``num_samples``
-    (keyframes) and ``num_boxes``."""
+    ids). Only the columns of the batches' ``evaluated`` mask are scored (all when there is none), as the
+    official evaluation drops the other classes before anything else. ``summary``: ``frame_mAP`` (percent;
+    `mvit.detection.frame_map` at IoU 0.5 over the evaluated classes with ground truth), ``loss`` (binary
+    cross-entropy of the box probabilities against the box labels), ``per_class_ap`` (percent, NaN for a
+    class without ground truth or not evaluated), ``classes_scored``, ``num_samples`` (keyframes) and
+    ``num_boxes``."""
 
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
         self.keyframes: list[tuple] = []
+        self.evaluated = torch.ones(num_classes, dtype=torch.bool)
 
     def add(self, scores: torch.Tensor, labels: dict) -> None:
+        if "evaluated" in labels:
+            self.evaluated = labels["evaluated"].detach().cpu().bool()
         scores, box_labels = scores.detach().float().cpu(), labels["labels"].detach().float().cpu()
         start = 0
         for key, boxes, gt_boxes, gt_labels in zip(
@@ -368,11 +373,11 @@ class DetectionMeter:
             rows, cols = np.nonzero(gt_labels.numpy() > 0.5)
             ground_truth[key] = (gt_boxes.numpy()[rows], ids[cols])
             detections[key] = labelled_detections(boxes, probabilities, ids)
-        result = frame_map(ground_truth, detections, ids)
+        result = frame_map(ground_truth, detections, ids[self.evaluated.numpy()])
         p = torch.cat([k[2] for k in self.keyframes]).double().clamp(1e-12, 1 - 1e-12)
         y = torch.cat([k[3] for k in self.keyframes]).double()
         bce = float(-(y * p.log() + (1 - y) * (1 - p).log()).mean()) if p.numel() else float("nan")
-        aps = [result.per_class[int(c)] for c in ids]
+        aps = [result.per_class.get(int(c), math.nan) for c in ids]
         return {
             f"{prefix}frame_mAP": 100.0 * result.mean_ap,
             f"{prefix}loss": bce,
