@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -66,11 +67,14 @@ def fake_notebook():
     )
 
 
-def run(nb, cwd: Path, monkeypatch, timeout: int = 60):
-    """Execute `nb` in a kernel outside strict mode (the way a student runs it), in folder `cwd`."""
+def run(nb, cwd: Path, monkeypatch, sockets: Path, timeout: int = 60):
+    """Execute `nb` in a kernel outside strict mode (the way a student runs it), in folder `cwd`. The kernel talks
+    over Unix sockets under `sockets`: TCP ports picked while other kernels start on the machine can collide, and
+    a lost reply stalls the run until its timeout."""
     monkeypatch.delenv(STRICT_ENV, raising=False)
     monkeypatch.setenv("MVIT_PROFILE", "cpu")
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
+    NotebookClient(nb, km=kernel, timeout=timeout, resources={"metadata": {"path": str(cwd)}}).execute()
     return nb
 
 
@@ -150,12 +154,12 @@ def test_student_notebooks_check_the_stub_and_the_reference_solution(tmp_path, m
     """Executed, the student notebook runs to the end and every check says "not answered yet"; the book's
     notebook, with its reference solutions, passes every check."""
     book, student = fake_notebook(), strip_solutions(fake_notebook())
-    printed = check_lines(run(student, tmp_path, monkeypatch))
+    printed = check_lines(run(student, tmp_path, monkeypatch, tmp_path))
     assert printed == [
         "✗ ex-square: square is not answered yet (it is still ...)\n",
         "✗ ex-half: half is not answered yet (it is still ...) (and 1 more)\n",
     ]
-    assert check_lines(run(book, tmp_path, monkeypatch)) == ["✓ ex-square: right\n", "✓ ex-half: right\n"]
+    assert check_lines(run(book, tmp_path, monkeypatch, tmp_path)) == ["✓ ex-square: right\n", "✓ ex-half: right\n"]
 
 
 def test_check_cell_must_follow_the_solution_of_its_exercise():
@@ -206,12 +210,12 @@ def _cheap_chapters_with_checks() -> list[str]:
 
 
 @pytest.mark.parametrize("name", _cheap_chapters_with_checks())
-def test_a_chapter_s_student_notebook_runs_and_its_checks_fail_on_the_stubs(name, monkeypatch):
+def test_a_chapter_s_student_notebook_runs_and_its_checks_fail_on_the_stubs(name, monkeypatch, tmp_path):
     """A real chapter's student notebook executes to the end (the cells after an exercise do not need its
     solution), and each of its checks prints "not answered yet". That the book's own solutions pass the same
     checks is what `make test-notebooks` asserts, in strict mode."""
     book = nbformat.read(BOOK / f"{name}.ipynb", as_version=4)
-    student = run(strip_solutions(book, name), BOOK, monkeypatch, timeout=600)
+    student = run(strip_solutions(book, name), BOOK, monkeypatch, tmp_path, timeout=600)
     printed = check_lines(student)
     labels = [s.label for s in solutions(book, name) if s.checked]
     assert len(printed) == len(labels)
