@@ -572,3 +572,21 @@ def test_imagenet_refuses_a_tar_member_that_would_land_outside(imagenet, capsys)
         r"n01440764\.tar is not a readable, safe tar archive",
     )
     assert not list(imagenet.rglob("escaped.JPEG"))
+
+
+@pytest.mark.parametrize("start, end, frames", [(None, None, 16), (0.5, 1.5, 8)])
+def test_transcode_keeps_the_frame_rate_and_timestamps(tmp_path, start, end, frames):
+    """A transcoded file keeps its source's frame rate and numbers its frames in its own clock (a copy whose
+    frames all had time 0 reported a wrong rate and broke seeking by time)."""
+    import av
+
+    from mvit.data.encoding import transcode, write_video
+
+    write_video(tmp_path / "src.mp4", np.zeros((16, 32, 32, 3), np.uint8), fps=8)
+    transcode(tmp_path / "src.mp4", tmp_path / "dst.mp4", start=start, end=end)
+    with av.open(str(tmp_path / "dst.mp4")) as container:
+        stream = container.streams.video[0]
+        times = [frame.time for frame in container.decode(stream)]
+        rate = float(stream.average_rate)
+    assert rate == 8.0
+    assert times == pytest.approx([i / 8 for i in range(frames)])

@@ -111,7 +111,9 @@ def transcode(
                     height, width = height - height % 2, width - width % 2
                     out_stream = _open_stream(target, width, height, fps)
                 image = frame.reformat(width=out_stream.width, height=out_stream.height, format="yuv420p")
-                image.pts = None
+                # Number the frames in the output's own clock (one tick per frame at `fps`); the decoded
+                # frame's timestamps belong to the source and would give every frame time 0.
+                image.pts, image.time_base = written, 1 / Fraction(out_stream.average_rate)
                 target.mux(out_stream.encode(image))
                 written += 1
             if out_stream is not None:
