@@ -1,6 +1,7 @@
 """Student notebooks and the student edition (`python -m mvit.student`): solutions out, a place for each answer,
 checks that fail on the stub and pass on the book's solution."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -198,6 +199,54 @@ def test_unclosed_solution_is_an_error():
 def test_the_book_s_student_notebooks_hold_no_solution_code(path):
     nb = nbformat.read(path, as_version=4)
     assert_student_copy(nb, strip_solutions(nb, name=path.name), path.name)
+
+
+def _names(source: str, context) -> set[str]:
+    """Names a cell's code stores (assignments, definitions, parameters, imports) or loads, by `context`."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, context):
+            found.add(node.id)
+        elif context is ast.Store and isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            found.add(node.name)
+        elif context is ast.Store and isinstance(node, ast.arg):  # a parameter: local to its function
+            found.add(node.arg)
+        elif context is ast.Store and isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return found
+
+
+def cells_needing_a_solution(nb, name: str) -> list[str]:
+    """The cells outside the solutions (and their checks) that read a name only a solution defines."""
+    found = solutions(nb, name)
+    in_solution = {i for s in found for i in range(s.start, s.end + 1)}
+    checks = {s.check_cell for s in found}
+    code = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code" and not c.source.startswith("%")]
+    stored_in = {
+        inside: set().union(*(_names(src, ast.Store) for i, src in code if (i in in_solution) == inside))
+        for inside in (True, False)
+    }
+    only_in_solutions = stored_in[True] - stored_in[False]
+    return [
+        f"cell {i}: {sorted(_names(src, ast.Load) & only_in_solutions)}"
+        for i, src in code
+        if i not in in_solution and i not in checks and _names(src, ast.Load) & only_in_solutions
+    ]
+
+
+def test_a_cell_that_needs_a_solution_is_found():
+    nb = fake_notebook()
+    assert cells_needing_a_solution(nb, "tiny.ipynb") == []
+    nb.cells[7].source = "print(x + square)"
+    assert cells_needing_a_solution(nb, "tiny.ipynb") == ["cell 7: ['square']"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_cell_of_a_student_notebook_needs_a_solution(path):
+    """Every chapter's student notebook can run to the end: no cell outside the solutions (and their checks)
+    reads a name that only a solution defines. The expensive chapters are not executed here; this reads them."""
+    needs = cells_needing_a_solution(nbformat.read(path, as_version=4), path.name)
+    assert not needs, f"{path.name}: cells outside the solutions read names only a solution defines: {needs}"
 
 
 def _cheap_chapters_with_checks() -> list[str]:
