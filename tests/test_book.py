@@ -176,3 +176,42 @@ def test_chapters_are_numbered_and_the_intro_links_each_one():
     chapter_map = intro[intro.index("## Chapter map") :]
     linked = re.findall(r"^\d+\. \{doc\}`[^`<]*<([^>]+)>`", chapter_map, re.MULTILINE)
     assert linked == numbered, f"the intro's chapter map links {linked}; the table of contents lists {numbered}"
+
+
+def test_citations_show_the_reference_list_s_labels(tmp_path):
+    """A small Sphinx build with the book's bibliography and citation settings: the citations read "Goyal et al.
+    [2017a]" / "[Goyal et al., 2017b]", the list is labelled the same, and "Dollár" is spelled right."""
+    import subprocess
+    import sys
+
+    from bs4 import BeautifulSoup
+
+    settings = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    (tmp_path / "conf.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(BOOK / '_ext')!r})\n"
+        "extensions = ['sphinxcontrib.bibtex', 'author_year_labels']\n"
+        f"bibtex_bibfiles = [{str(BOOK / 'references.bib')!r}]\n"
+        f"bibtex_reference_style = {settings['bibtex_reference_style']!r}\n"
+        f"bibtex_default_style = {settings['bibtex_default_style']!r}\n"
+    )
+    (tmp_path / "index.rst").write_text(
+        "Test\n====\n\n:cite:t:`goyal2017accurate` and :cite:p:`goyal2017something,li2022mvitv2`.\n\n"
+        ".. bibliography::\n"
+    )
+    build = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-q", "-W", "-b", "html", str(tmp_path), str(tmp_path / "html")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    page = BeautifulSoup((tmp_path / "html" / "index.html").read_text(), "html.parser")
+    text = " ".join(page.select_one("section p").get_text("", strip=False).split())
+    assert text == "Goyal et al. [2017a] and [Goyal et al., 2017b, Li et al., 2022].", text
+    listed = [" ".join(item.get_text(" ", strip=True).split()) for item in page.select("div.citation")]
+    assert [item.split("]")[0] + "]" for item in listed] == [
+        "[ Goyal et al., 2017a ]",
+        "[ Goyal et al., 2017b ]",
+        "[ Li et al., 2022 ]",
+    ]
+    assert "Piotr Dollár" in listed[0]
