@@ -12,10 +12,10 @@ Each keyword is the name of a variable in the notebook, and its value is either
 - an interval ``(low, high)`` for a measured number (a time, an accuracy) that does.
 
 The digest shows nothing of the value or of the code that computes it. `check` reads the variables from the
-namespace of the cell that calls it, prints one line per exercise (``✓ ...`` or ``✗ ...`` with the first
-answer that is missing or wrong) and returns whether every answer is right. In the book the solution's code
-sets the variables; in the student notebooks (`mvit.student`) a cell that sets each of them to ``...`` takes
-the solution's place, so the check says "not answered yet" until the student writes the answer.
+namespace of the cell that calls it and prints one short line per exercise (``✓ ...``, or ``✗ ...`` naming the
+answers that are missing or wrong). In the book the solution's code sets the variables; in the student
+notebooks (`mvit.student`) a cell that sets each of them to ``...`` takes the solution's place, so the check
+says "not answered yet" until the student writes the answer.
 
 With ``MVIT_EXERCISES=strict`` (the book's notebook tests set it) a wrong answer raises `AssertionError`, so
 a reference solution that stops matching its check fails the tests.
@@ -62,43 +62,41 @@ def digest(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _problem(name: str, value: Any, expected: Expected) -> str | None:
-    """Why `value` is not the answer `expected` for `name`, or None when it is."""
+def _problem(name: str, value: Any, expected: Expected) -> tuple[str, str] | None:
+    """``(kind, detail)`` of why `value` is not the answer `expected` for `name`, or None when it is."""
     if value is ...:
-        return f"{name} is not answered yet (it is still ...)"
+        return "not answered yet", name
     if isinstance(expected, str):
         try:
             right = digest(value) == expected
-        except TypeError as err:
-            return f"{name}: {err}"
-        return None if right else f"{name} is not right yet"
+        except TypeError:
+            return "not a number, string, list, dict or tensor", name
+        return None if right else ("not right yet", name)
     low, high = expected
     if not isinstance(value, Real) or isinstance(value, bool):
-        return f"{name} should be a number, not a {type(value).__name__}"
+        return "not a number", name
     if not low <= float(value) <= high:
-        return f"{name} = {float(value):.4g} is outside the expected range [{low:g}, {high:g}]"
+        return "outside the expected range", f"{name} = {float(value):.4g} not in [{low:g}, {high:g}]"
     return None
 
 
-def check(exercise: str, _namespace: dict | None = None, **expected: Expected) -> bool:
+def check(exercise: str, _namespace: dict | None = None, **expected: Expected) -> None:
     """Check the answer variables of `exercise` (keywords: variable name -> digest or interval) in the
-    calling cell's namespace (or `_namespace`); print one line and return whether all are right."""
+    calling cell's namespace (or `_namespace`) and print one short line: ``✓ ex-id: right``, or ``✗ ex-id:``
+    and the names grouped by what is wrong (``not answered yet: a, b; not right yet: c``). Returns None, so a
+    check cell shows only that line; raises `AssertionError` instead under ``MVIT_EXERCISES=strict``."""
     if not expected:
         raise ValueError("check() needs at least one answer: check('ex-id', name=digest_or_interval)")
     namespace = _namespace if _namespace is not None else sys._getframe(1).f_globals
-    problems = []
+    problems: dict[str, list[str]] = {}
     for name, want in expected.items():
-        if name not in namespace:
-            problems.append(f"{name} is not defined: set it in the cell above")
-        else:
-            problem = _problem(name, namespace[name], want)
-            if problem:
-                problems.append(problem)
+        problem = ("not defined", name) if name not in namespace else _problem(name, namespace[name], want)
+        if problem:
+            problems.setdefault(problem[0], []).append(problem[1])
     if not problems:
         print(f"✓ {exercise}: right")
-        return True
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    print(f"✗ {exercise}: {problems[0]}{more}")
+        return
+    summary = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in problems.items())
+    print(f"✗ {exercise}: {summary}")
     if os.environ.get(STRICT_ENV) == "strict":
-        raise AssertionError(f"{exercise}: {'; '.join(problems)}")
-    return False
+        raise AssertionError(f"{exercise}: {summary}")
