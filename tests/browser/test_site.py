@@ -5,7 +5,7 @@ book/_build/html. For every page in book/_toc.yml the test checks that the page 
 severe console errors, that MathJax has typeset every equation (and none failed to parse), that
 every image has loaded and every chapter shows at least one computed figure, and that every
 ipywidgets explorer shows its static fallback: the note added by book/_static/widget_fallback.js,
-and a figure in the output of the same cell.
+and a figure in the output of the same cell or of the next one (a figure with its own caption).
 
 The tables of every "Paper vs. this book" section (and of any "Summary" section) are read from the
 built HTML without a browser: every cell of the book's column that speaks of a measurement or points
@@ -258,15 +258,17 @@ def test_page(browser, site_url, page):
         f"return [...document.querySelectorAll('{WIDGET_VIEW}')].map(view => {{"
         "  const note = view.previousElementSibling;"
         "  const cell = view.closest('.cell');"
+        "  const next = cell && cell.nextElementSibling;"  # the figure may have a captioned cell of its own
+        "  const figures = [cell, next].filter(c => c && c.classList.contains('cell'))"
+        "                   .flatMap(c => [...c.querySelectorAll('.cell_output img')]);"
         "  return {note: !!note && note.classList.contains('widget-fallback')"
         "                && note.offsetHeight > 0,"
-        "          figure: !!cell && [...cell.querySelectorAll('.cell_output img')]"
-        "                             .some(img => img.naturalWidth > 0)};"
+        "          figure: figures.some(img => img.naturalWidth > 0)};"
         "});"
     )
     for i, widget in enumerate(widgets):
         assert widget["note"], f"{page}: widget {i} has no visible static-site note"
-        assert widget["figure"], f"{page}: widget {i} has no static figure in its cell's output"
+        assert widget["figure"], f"{page}: widget {i} has no static figure in its cell's output or the next cell's"
 
 
 INJECTED = (
