@@ -183,3 +183,17 @@ def write_lines(path: Path, lines: Iterable[str]) -> int:
 def slug(name: str) -> str:
     """A class name as a folder name: ``"playing guitar"`` -> ``"playing_guitar"``."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name.strip())
+
+
+def transcode_video(source: Path, target: Path, short_side: int | None) -> str | None:
+    """Copy `source` to the mp4 `target` (short side resized, None: kept) unless `target` exists already (so a
+    stopped run resumes where it was); returns the reason when the video cannot be read, else None."""
+    from mvit.data import VideoDecodeError, transcode
+
+    if target.exists():
+        return None
+    try:
+        transcode(source, target, short_side=short_side)
+    except VideoDecodeError as error:
+        return str(error)
+    return None

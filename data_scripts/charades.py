@@ -22,7 +22,18 @@ import functools
 import io
 from pathlib import Path
 
-from _common import ScriptError, entry_point, link, log, parser, require, run_all, setup_logging, write_lines
+from _common import (
+    ScriptError,
+    entry_point,
+    link,
+    log,
+    parser,
+    require,
+    run_all,
+    setup_logging,
+    transcode_video,
+    write_lines,
+)
 
 SPLITS = {"train": "Charades_v1_train.csv", "val": "Charades_v1_test.csv"}
 CLASSES = "Charades_v1_classes.txt"
@@ -53,16 +64,7 @@ def write_rows(path: Path, header: list[str], rows: list[dict[str, str]]) -> int
 
 
 def transcode_one(video_id: str, videos: Path, out: Path, short_side: int) -> str | None:
-    from mvit.data import VideoDecodeError, transcode
-
-    target = out / "videos" / f"{video_id}.mp4"
-    if target.exists():
-        return None
-    try:
-        transcode(videos / f"{video_id}.mp4", target, short_side=short_side)
-    except VideoDecodeError as error:
-        return str(error)
-    return None
+    return transcode_video(videos / f"{video_id}.mp4", out / "videos" / f"{video_id}.mp4", short_side)
 
 
 @entry_point

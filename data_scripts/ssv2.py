@@ -33,6 +33,7 @@ from _common import (
     run_all,
     safe_name,
     setup_logging,
+    transcode_video,
     write_annotations,
     write_lines,
 )
@@ -83,16 +84,7 @@ def read_split(path: Path, classes: dict[str, int]) -> list[tuple[str, int]]:
 
 
 def transcode_one(video_id: str, videos: Path, out: Path, short_side: int | None) -> str | None:
-    from mvit.data import VideoDecodeError, transcode
-
-    target = out / "videos" / f"{video_id}.mp4"
-    if target.exists():
-        return None
-    try:
-        transcode(videos / f"{video_id}.webm", target, short_side=short_side)
-    except VideoDecodeError as error:
-        return str(error)
-    return None
+    return transcode_video(videos / f"{video_id}.webm", out / "videos" / f"{video_id}.mp4", short_side)
 
 
 @entry_point
