@@ -194,18 +194,10 @@ def test_charades_recipe_follows_appendix_d3():
 
 
 def test_cli_train_and_eval_report_the_tasks_metric(tmp_path, capsys):
+    from test_cli import TINY as tiny  # the CLI tests' tiny run
+
     from mvit.cli import main
 
-    tiny = [
-        "model.config.input_size=[4,16,16]",
-        "model.config.embed_dim=8",
-        "data.train_size=16",
-        "data.val_size=8",
-        "data.batch_size=4",
-        "optim.epochs=1",
-        "optim.warmup_epochs=0",
-        "run.progress=false",
-    ]
     out = tmp_path / "run"
     assert main(["train", "--config", "cpu_synthetic_multilabel_mvit", "--output-dir", str(out), *tiny]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
