@@ -1,9 +1,11 @@
 """Video and image data: decoding (PyAV, decord for long videos), clip sampling, datasets (Kinetics-style
-annotation files, Charades' multi-label CSVs), the paper's augmentations, Mixup/CutMix, repeated augmentation,
-and synthetic video datasets (temporal classes; overlapping multi-label events) (paper §4, §5, Appendix D)."""
+annotation files, Charades' multi-label CSVs, AVA's boxes), the paper's augmentations, Mixup/CutMix, repeated
+augmentation, and synthetic video datasets (temporal classes; overlapping multi-label events; moving objects with
+boxes and actions) (paper §4, §5, Appendix D)."""
 
-from . import charades, synthetic, synthetic_multilabel
+from . import ava, charades, synthetic, synthetic_detection, synthetic_multilabel
 from .annotations import AnnotationError, annotation_line, read_annotation_file, read_class_folders
+from .ava import AVADataset
 from .charades import CharadesDataset
 from .decoding import VideoDecodeError, open_video, read_frames, sample_video_path
 from .encoding import transcode, write_video
@@ -13,6 +15,7 @@ from .mixup import MixupCutmix, smooth_one_hot
 from .sampler import RepeatAugSampler
 from .sampling import segment_clip, stride_clip, uniform_positions
 from .synthetic import SyntheticVideoDataset
+from .synthetic_detection import SyntheticDetectionDataset
 from .synthetic_multilabel import SyntheticMultiLabelDataset
 from .transforms import (
     IMAGENET_AUGMENTATION,
@@ -28,6 +31,7 @@ from .transforms import (
 from .video_dataset import VideoDataset
 
 __all__ = [
+    "AVADataset",
     "AnnotationError",
     "Augmentation",
     "DigitsDataset",
@@ -43,6 +47,7 @@ __all__ = [
     "KINETICS_STD",
     "MixupCutmix",
     "RepeatAugSampler",
+    "SyntheticDetectionDataset",
     "SyntheticMultiLabelDataset",
     "SyntheticVideoDataset",
     "TooManyFailures",
@@ -61,8 +66,10 @@ __all__ = [
     "stride_clip",
     "synthetic",
     "synthetic_multilabel",
+    "ava",
     "charades",
     "CharadesDataset",
+    "synthetic_detection",
     "transcode",
     "uniform_positions",
     "write_video",
