@@ -105,8 +105,8 @@ def clip_boxes(boxes: torch.Tensor) -> torch.Tensor:
     if ((x2 < x1) | (y2 < y1)).any():
         raise ValueError("a box has x2 < x1 or y2 < y1; boxes are (x1, y1, x2, y2), normalised to [0, 1]")
     if ((x1 >= 1) | (y1 >= 1) | (x2 <= 0) | (y2 <= 0)).any():
-        bad = boxes[(x1 >= 1) | (y1 >= 1) | (x2 <= 0) | (y2 <= 0)][0].tolist()
-        raise ValueError(f"the box {bad} lies entirely outside the frame; boxes are normalised to [0, 1]")
+        bad = ", ".join(f"{v:.3g}" for v in boxes[(x1 >= 1) | (y1 >= 1) | (x2 <= 0) | (y2 <= 0)][0].tolist())
+        raise ValueError(f"the box ({bad}) lies entirely outside the frame; boxes are normalised to [0, 1]")
     return boxes.clamp(0.0, 1.0)
 
 
