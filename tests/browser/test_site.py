@@ -465,6 +465,35 @@ def test_the_summary_table_rule_on_constructed_pages():
     ]
 
 
+RAW_MATH = re.compile(r"\$[^$\n]{1,80}\$")
+
+
+def raw_math_in_outputs(html: str) -> list[str]:
+    """Text of cell outputs that still holds ``$...$``: Markdown that a cell displays is rendered as GitHub
+    Markdown, which has no math, so LaTeX there reaches the reader raw (code and figures excepted)."""
+    soup = BeautifulSoup(html, "html.parser")
+    found = []
+    for output in soup.select("div.cell_output"):
+        for skip in output.select("pre, code, img, script"):
+            skip.decompose()
+        found += RAW_MATH.findall(output.get_text(" "))
+    return found
+
+
+def test_raw_math_check_finds_dollars_in_an_output():
+    html = '<div class="cell_output"><p>with $T = 1$ frames</p><pre>cost $5 $6</pre></div>'
+    assert raw_math_in_outputs(html) == ["$T = 1$"]
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_no_raw_math_in_cell_outputs(page):
+    html_file = SITE / f"{page}.html"
+    if not html_file.is_file():
+        pytest.fail(f"the book is not built: {html_file} is missing; run `make book` first")
+    raw = raw_math_in_outputs(html_file.read_text(encoding="utf-8"))
+    assert not raw, f"{page}: LaTeX shown raw in a cell's displayed Markdown (write it in Unicode): {raw[:5]}"
+
+
 @pytest.mark.parametrize("page", toc_pages())
 def test_summary_tables_hold_numbers(page):
     """No page says 'printed above'; the tables of its Paper-vs / Summary sections hold their numbers."""
